@@ -1,0 +1,419 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/momentum-run/momentum/adapters/local"
+	"github.com/momentum-run/momentum/compute"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+	exitData    = 65 // EX_DATAERR: the input is not valid
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+const usageText = `Usage: momentum [flags] [INPUT [OUTPUT]]
+
+Reads a CSV of masses and velocities and writes the same rows with a
+momentum column (mass × velocity) appended. INPUT and OUTPUT are files;
+absent or "-" means standard input and output. An output file appears only
+when the run succeeds: a failed run leaves no partial file behind.
+
+Examples:
+  momentum testdata/particles.csv out.csv
+  momentum --decimals 3 < testdata/demo.csv
+  momentum --delimiter ';' --mass Masse --velocity Geschwindigkeit in.csv out.csv
+  momentum --on-error skip in.csv out.csv          # bad rows go to out.rejects.csv
+  MOMENTUM_ON_ERROR=skip momentum in.csv out.csv   # any flag, from the environment
+
+Flags (each can also be set as MOMENTUM_<FLAG>, e.g. MOMENTUM_MAX_RECORD=64MiB):
+`
+
+const usageFooter = `
+Exit status: 0 success, 2 usage error, 65 invalid input data, 1 any other
+failure. When writing to standard output, rows before an error may already
+have been written: the exit status is what counts.
+`
+
+// usageError is a mistake in the command line or environment.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// cliConfig is everything a CLI run needs, read once from flags and env.
+type cliConfig struct {
+	opts        compute.Options
+	input       string
+	output      string
+	rejects     string
+	quiet       bool
+	showVersion bool
+}
+
+func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cliConfig, error) {
+	c := &cliConfig{}
+	fs := flag.NewFlagSet("momentum", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var (
+		header    = "auto"
+		delimiter = ","
+		onError   = "fail"
+		maxRecord = "16MiB"
+		decimals  = -1
+	)
+	fs.StringVar(&c.opts.MassColumn, "mass", compute.DefaultMassColumn, "header name of the mass column (ASCII case-insensitive)")
+	fs.StringVar(&c.opts.VelocityColumn, "velocity", compute.DefaultVelocityColumn, "header name of the velocity column")
+	fs.StringVar(&c.opts.MomentumColumn, "momentum", compute.DefaultMomentumColumn, "name of the added column")
+	fs.StringVar(&header, "header", header, "whether the first record is a header: auto, yes or no\n(auto: headerless when it names no column and starts with two numbers)")
+	fs.StringVar(&delimiter, "delimiter", delimiter, "field delimiter: one byte such as ';', or 'tab'")
+	fs.IntVar(&decimals, "decimals", decimals, "print momentum with N fixed decimals; -1 prints the shortest exact form")
+	fs.StringVar(&onError, "on-error", onError, "what a bad row does: fail (stop at the first) or skip (write it to the rejects file)")
+	fs.StringVar(&c.rejects, "rejects", "", "rejects file for --on-error skip (default: OUTPUT with .rejects.csv)")
+	fs.StringVar(&maxRecord, "max-record", maxRecord, "largest record accepted, e.g. 1048576, 512KiB, 64MiB")
+	fs.IntVar(&c.opts.Workers, "workers", 0, "goroutines computing rows (default: one per CPU)")
+	fs.BoolVar(&c.quiet, "quiet", false, "print no progress and no summary, only errors")
+	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
+	help := fs.Bool("help", false, "print this help and exit")
+	fs.BoolVar(help, "h", false, "print this help and exit")
+
+	// The environment first, so that flags override it.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "help" || f.Name == "h" || f.Name == "version" || envErr != nil {
+			return
+		}
+		name := "MOMENTUM_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = &usageError{fmt.Sprintf("%s=%q: %v", name, v, err)}
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			*help = true
+		} else {
+			return nil, &usageError{err.Error()}
+		}
+	}
+	if *help {
+		printUsage(fs, stdout)
+		return nil, flag.ErrHelp
+	}
+	if c.showVersion {
+		return c, nil
+	}
+
+	switch header {
+	case "auto":
+		c.opts.Header = compute.HeaderAuto
+	case "yes", "true", "present":
+		c.opts.Header = compute.HeaderPresent
+	case "no", "false", "absent":
+		c.opts.Header = compute.HeaderAbsent
+	default:
+		return nil, &usageError{fmt.Sprintf("--header %q: want auto, yes or no", header)}
+	}
+	d, err := parseDelimiter(delimiter)
+	if err != nil {
+		return nil, err
+	}
+	c.opts.Delimiter = d
+	switch {
+	case decimals == -1:
+	case decimals >= 0 && decimals <= 100:
+		c.opts.FixedDecimals, c.opts.Decimals = true, decimals
+	default:
+		return nil, &usageError{fmt.Sprintf("--decimals %d: want -1 or 0..100", decimals)}
+	}
+	switch onError {
+	case "fail":
+		c.opts.OnError = compute.OnErrorFail
+	case "skip":
+		c.opts.OnError = compute.OnErrorSkip
+	default:
+		return nil, &usageError{fmt.Sprintf("--on-error %q: want fail or skip", onError)}
+	}
+	n, err := parseSize(maxRecord)
+	if err != nil {
+		return nil, &usageError{fmt.Sprintf("--max-record %q: %v", maxRecord, err)}
+	}
+	c.opts.MaxRecordBytes = n
+	if c.opts.Workers < 0 {
+		return nil, &usageError{"--workers must be 0 (one per CPU) or more"}
+	}
+	for _, col := range []struct{ flag, v string }{{"mass", c.opts.MassColumn}, {"velocity", c.opts.VelocityColumn}, {"momentum", c.opts.MomentumColumn}} {
+		if strings.TrimSpace(col.v) == "" {
+			return nil, &usageError{fmt.Sprintf("--%s: a column name cannot be empty", col.flag)}
+		}
+	}
+
+	switch rest := fs.Args(); len(rest) {
+	case 0:
+		c.input, c.output = "-", "-"
+	case 1:
+		c.input, c.output = rest[0], "-"
+	case 2:
+		c.input, c.output = rest[0], rest[1]
+	default:
+		return nil, &usageError{fmt.Sprintf("too many arguments: %q", rest[2:])}
+	}
+	if c.opts.OnError == compute.OnErrorSkip && c.rejects == "" {
+		if c.output == "-" {
+			return nil, &usageError{"--on-error skip with output to stdout needs --rejects PATH"}
+		}
+		c.rejects = rejectsPath(c.output)
+	}
+	if c.rejects != "" && c.opts.OnError != compute.OnErrorSkip {
+		return nil, &usageError{"--rejects needs --on-error skip"}
+	}
+	if c.rejects != "" && c.rejects == c.output {
+		return nil, &usageError{"--rejects and OUTPUT are the same file"}
+	}
+	return c, nil
+}
+
+func printUsage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprint(w, usageText)
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "h" {
+			return
+		}
+		arg, text := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if arg != "" {
+			line += " " + strings.ToUpper(arg)
+		}
+		text = strings.ReplaceAll(text, "\n", "\n      ")
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			text += " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(w, "%s\n      %s\n", line, text)
+	})
+	fmt.Fprint(w, usageFooter)
+}
+
+// rejectsPath puts the rejects file beside the output: out.csv gives
+// out.rejects.csv.
+func rejectsPath(output string) string {
+	ext := filepath.Ext(output)
+	if !strings.EqualFold(ext, ".csv") {
+		return output + ".rejects.csv"
+	}
+	return strings.TrimSuffix(output, ext) + ".rejects" + ext
+}
+
+func parseDelimiter(s string) (byte, error) {
+	switch s {
+	case "tab", `\t`, "\t":
+		return '\t', nil
+	}
+	if len(s) != 1 {
+		return 0, &usageError{fmt.Sprintf("--delimiter %q: want one byte, such as ';' or tab", s)}
+	}
+	switch s[0] {
+	case '"', '\r', '\n':
+		return 0, &usageError{fmt.Sprintf("--delimiter %q: cannot be a quote or a line break", s)}
+	}
+	return s[0], nil
+}
+
+// parseSize reads a byte count with an optional binary suffix (KiB, MiB,
+// GiB; K, M, G mean the same).
+func parseSize(s string) (int, error) {
+	num := strings.TrimRight(s, "KMGiBkmgb")
+	unit := strings.ToUpper(strings.TrimSpace(s[len(num):]))
+	mult := 1
+	switch strings.TrimSuffix(strings.TrimSuffix(unit, "B"), "I") {
+	case "":
+	case "K":
+		mult = 1 << 10
+	case "M":
+		mult = 1 << 20
+	case "G":
+		mult = 1 << 30
+	default:
+		return 0, errors.New("unknown unit")
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(num))
+	if err != nil || n <= 0 || n > (1<<31)/mult {
+		return 0, errors.New("want a positive size up to 2GiB")
+	}
+	return n * mult, nil
+}
+
+func versionString() string {
+	v := version
+	commit := ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					commit += "-dirty"
+				}
+			}
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	s := fmt.Sprintf("momentum %s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if commit != "" {
+		s += " " + commit
+	}
+	return s
+}
+
+// runCLI runs the command line and returns the exit code.
+func runCLI(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	c, err := parseCLI(args, getenv, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "momentum: %v\nRun 'momentum --help' for usage.\n", err)
+		return exitUsage
+	}
+	if c.showVersion {
+		fmt.Fprintln(stdout, versionString())
+		return exitOK
+	}
+	st, elapsed, err := transformFiles(ctx, c, stdin, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "momentum: %v\n", err)
+		var perr *compute.ParseError
+		var uerr *usageError
+		switch {
+		case errors.As(err, &perr):
+			return exitData
+		case errors.As(err, &uerr):
+			return exitUsage
+		}
+		return exitFailure
+	}
+	if !c.quiet {
+		fmt.Fprintln(stderr, summary(st, elapsed))
+	}
+	return exitOK
+}
+
+// summary is the one line printed at the end of a run.
+func summary(st compute.Stats, elapsed time.Duration) string {
+	secs := elapsed.Seconds()
+	return fmt.Sprintf("momentum: %d rows, %d rejected, %.1f MB in %.2fs (%.0f MB/s)",
+		st.RowsOut, st.RowsRejected, float64(st.BytesIn)/1e6, secs, float64(st.BytesIn)/1e6/max(secs, 1e-9))
+}
+
+// transformFiles runs the kernel from c.input to c.output (and the
+// rejects file), committing the files only when the whole run succeeds.
+func transformFiles(ctx context.Context, c *cliConfig, stdin io.Reader, stdout, stderr io.Writer) (compute.Stats, time.Duration, error) {
+	start := time.Now()
+	in, size, err := openInput(c.input, stdin)
+	if err != nil {
+		return compute.Stats{}, 0, err
+	}
+	defer in.Close()
+
+	// A run that fails cancels ctx, which makes the writers abort.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var out io.Writer = stdout
+	var outFile *local.Writer
+	if c.output != "-" {
+		if outFile, err = local.Create(ctx, c.output); err != nil {
+			return compute.Stats{}, 0, err
+		}
+		defer outFile.Abort()
+		out = outFile
+	}
+	if c.rejects != "" {
+		rej, err := local.Create(ctx, c.rejects)
+		if err != nil {
+			return compute.Stats{}, 0, err
+		}
+		defer rej.Abort()
+		c.opts.Rejects = rej
+	}
+
+	counter := &countingReader{r: in}
+	stopProgress := startProgress(ctx, c.quiet, stderr, size, counter)
+	st, err := compute.Transform(ctx, out, counter, c.opts)
+	stopProgress()
+	if err != nil {
+		return st, 0, inputError(c.input, err)
+	}
+	// Commit the rejects first: an output without its rejects would hide
+	// rows; rejects without the output are merely a failed run.
+	if rej, ok := c.opts.Rejects.(*local.Writer); ok {
+		if err := rej.Close(); err != nil {
+			return st, 0, err
+		}
+	}
+	if outFile != nil {
+		if err := outFile.Close(); err != nil {
+			return st, 0, err
+		}
+	}
+	return st, time.Since(start), nil
+}
+
+// inputError names the input in a data error.
+func inputError(input string, err error) error {
+	var perr *compute.ParseError
+	if errors.As(err, &perr) {
+		if input == "-" {
+			input = "stdin"
+		}
+		return fmt.Errorf("%s: %w", input, err)
+	}
+	return err
+}
+
+// openInput opens the input and returns its size, or -1 when unknown.
+func openInput(name string, stdin io.Reader) (io.ReadCloser, int64, error) {
+	if name == "-" {
+		size := int64(-1)
+		if f, ok := stdin.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+				size = fi.Size()
+			}
+		}
+		return io.NopCloser(stdin), size, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	size := int64(-1)
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		size = fi.Size()
+	}
+	return f, size, nil
+}

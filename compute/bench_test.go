@@ -1,0 +1,44 @@
+package compute
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+)
+
+// benchInput builds rows shaped like the shared benchmark's generator:
+// id, a log-uniform mass with 1-6 decimals, a velocity in ±3e4.
+func benchInput(rows int) []byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	b := []byte("id,mass,velocity\n")
+	for i := range rows {
+		b = strconv.AppendInt(b, int64(i+1), 10)
+		b = append(b, ',')
+		b = strconv.AppendFloat(b, math.Pow(10, -3+7*r.Float64()), 'f', 1+r.IntN(6), 64)
+		b = append(b, ',')
+		b = strconv.AppendFloat(b, -3e4+6e4*r.Float64(), 'f', 1+r.IntN(6), 64)
+		b = append(b, '\n')
+	}
+	return b
+}
+
+func benchmarkTransform(b *testing.B, workers int) {
+	const rows = 200_000
+	in := benchInput(rows)
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := Transform(context.Background(), io.Discard, bytes.NewReader(in), Options{Workers: workers}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+func BenchmarkTransformSerial(b *testing.B)   { benchmarkTransform(b, 1) }
+func BenchmarkTransformParallel(b *testing.B) { benchmarkTransform(b, 0) }

@@ -1,0 +1,102 @@
+package compute
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+)
+
+// HeaderMode says whether the first record is a header.
+type HeaderMode int
+
+const (
+	// HeaderAuto treats the first record as data when it names neither
+	// column and its first two fields are numbers, as header otherwise.
+	HeaderAuto HeaderMode = iota
+	HeaderPresent
+	HeaderAbsent
+)
+
+// ErrorMode says what a bad row does to the run.
+type ErrorMode int
+
+const (
+	// OnErrorFail ends the run at the first bad row.
+	OnErrorFail ErrorMode = iota
+	// OnErrorSkip writes bad rows to Options.Rejects and goes on.
+	// Structural errors still end the run.
+	OnErrorSkip
+)
+
+// Defaults.
+const (
+	DefaultMaxRecordBytes = 16 << 20
+	DefaultMassColumn     = "mass"
+	DefaultVelocityColumn = "velocity"
+	DefaultMomentumColumn = "momentum"
+)
+
+// Options configure a Transform. The zero value is ready to use.
+type Options struct {
+	MassColumn     string // header name of the mass column; default "mass"
+	VelocityColumn string // header name of the velocity column; default "velocity"
+	MomentumColumn string // name of the added column; default "momentum"
+	Header         HeaderMode
+	Delimiter      byte // field separator; default ','
+	// FixedDecimals prints momentum with Decimals fixed decimals (0..100)
+	// instead of the shortest form that parses back to the same float64.
+	FixedDecimals  bool
+	Decimals       int
+	OnError        ErrorMode
+	Rejects        io.Writer // receives the rejects CSV in OnErrorSkip mode
+	MaxRecordBytes int       // largest record accepted, in bytes; default 16 MiB
+	Workers        int       // goroutines computing rows; default GOMAXPROCS
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.MassColumn == "" {
+		o.MassColumn = DefaultMassColumn
+	}
+	if o.VelocityColumn == "" {
+		o.VelocityColumn = DefaultVelocityColumn
+	}
+	if o.MomentumColumn == "" {
+		o.MomentumColumn = DefaultMomentumColumn
+	}
+	if o.Delimiter == 0 {
+		o.Delimiter = ','
+	}
+	if o.MaxRecordBytes <= 0 {
+		o.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	switch o.Delimiter {
+	case '"', '\r', '\n':
+		return o, fmt.Errorf("compute: invalid delimiter %q", o.Delimiter)
+	}
+	if o.FixedDecimals && (o.Decimals < 0 || o.Decimals > 100) {
+		return o, fmt.Errorf("compute: decimals %d out of range 0..100", o.Decimals)
+	}
+	if o.OnError == OnErrorSkip && o.Rejects == nil {
+		return o, errors.New("compute: OnErrorSkip needs a Rejects writer")
+	}
+	if equalFoldASCII([]byte(o.MassColumn), []byte(o.VelocityColumn)) ||
+		equalFoldASCII([]byte(o.MassColumn), []byte(o.MomentumColumn)) ||
+		equalFoldASCII([]byte(o.VelocityColumn), []byte(o.MomentumColumn)) {
+		return o, errors.New("compute: mass, velocity and momentum columns need distinct names")
+	}
+	return o, nil
+}
+
+// Stats describe a run.
+type Stats struct {
+	RowsIn       int64 // data records read (header and blank lines excluded)
+	RowsOut      int64 // records written with a momentum
+	RowsRejected int64 // records reported as bad
+	BytesIn      int64 // bytes read
+	BytesOut     int64 // bytes written to the output
+	Header       bool  // whether the input had a header
+}

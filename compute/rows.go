@@ -1,0 +1,248 @@
+package compute
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"strconv"
+)
+
+// rowSpec is what a worker needs to turn data records into output rows.
+// It is built once from the header and shared read-only.
+type rowSpec struct {
+	delim         byte
+	mass, vel     int      // 0-based field indexes
+	fields        int      // fields per record
+	labels        []string // how messages name each field
+	fixed         bool
+	decimals      int
+	skip          bool
+	maxRecord     int
+	stop          [256]bool // bytes that end an unquoted run: delimiter, '\n', '"'
+	momentumField []byte    // the output header's extra field, quoted as needed
+}
+
+func newRowSpec(o Options) *rowSpec {
+	s := &rowSpec{
+		delim:     o.Delimiter,
+		fixed:     o.FixedDecimals,
+		decimals:  o.Decimals,
+		skip:      o.OnError == OnErrorSkip,
+		maxRecord: o.MaxRecordBytes,
+	}
+	s.stop[o.Delimiter] = true
+	s.stop['\n'] = true
+	s.stop['"'] = true
+	return s
+}
+
+// reject is one bad row found in skip mode. record points into the
+// chunk's input buffer, which lives until the writer has used it.
+type reject struct {
+	line   int64 // relative to the chunk's first line
+	column string
+	reason string
+	record []byte
+}
+
+// chunkResult is what processing one chunk produced.
+type chunkResult struct {
+	out      []byte
+	rowsIn   int64
+	rowsOut  int64
+	rejected int64
+	lines    int64 // physical lines the chunk spans ('\n' bytes consumed)
+	rejects  []reject
+	err      *ParseError // Line relative to the chunk's first line
+
+	// Set only when processing a partial chunk (see process).
+	incomplete    bool
+	openQuoteLine int64 // relative line of an open quoted field, or -1
+	quoteAtEnd    bool  // in that field, the chunk ends with a '"' that may close it
+}
+
+// process turns the whole records in in into output rows appended to
+// res.out. A chunk normally ends just after a record's '\n' or at the end
+// of input; with partial set it may end inside its last record, which is
+// then only checked for structure and reported through res.incomplete.
+func (s *rowSpec) process(in []byte, partial bool, res *chunkResult) {
+	out := res.out[:0]
+	n := len(in)
+	if want := 2*n + 64; cap(out) < want {
+		// Output rows are the input plus a number: rarely twice as long.
+		out = make([]byte, 0, want)
+	}
+	var line int64
+	i := 0
+	for i < n {
+		// Blank lines are skipped but counted.
+		if in[i] == '\n' {
+			line++
+			i++
+			continue
+		}
+		if in[i] == '\r' && i+1 < n && in[i+1] == '\n' {
+			line++
+			i += 2
+			continue
+		}
+		start := i
+		recLine := line
+		field := 0
+		var mv, vv []byte
+		var mLine, vLine int64
+		recEnd := -1
+		for {
+			fieldLine := line
+			var content []byte
+			if i < n && in[i] == '"' {
+				// Quoted field: find the closing quote, skipping "" pairs.
+				j := i + 1
+				for {
+					q := bytes.IndexByte(in[j:], '"')
+					if q < 0 {
+						if partial {
+							res.incomplete, res.openQuoteLine = true, fieldLine
+						} else {
+							res.err = &ParseError{Line: fieldLine, Column: s.label(field), Err: ErrUnterminatedQuote}
+						}
+						res.out = out
+						res.lines = line
+						return
+					}
+					j += q
+					if j+1 < n && in[j+1] == '"' {
+						j += 2
+						continue
+					}
+					if j+1 == n && partial {
+						res.incomplete, res.openQuoteLine, res.quoteAtEnd = true, fieldLine, true
+						res.out, res.lines = out, line
+						return
+					}
+					break
+				}
+				content = in[i+1 : j]
+				line += int64(bytes.Count(content, nl))
+				i = j + 1
+				if i < n && in[i] != s.delim && in[i] != '\n' {
+					if in[i] == '\r' && (i+1 < n && in[i+1] == '\n' || i+1 == n && !partial) {
+						recEnd = i
+						i++
+					} else if in[i] == '\r' && i+1 == n && partial {
+						res.incomplete, res.openQuoteLine = true, -1
+						res.out, res.lines = out, line
+						return
+					} else {
+						res.err = &ParseError{Line: line, Column: s.label(field), Err: ErrQuote}
+						res.out, res.lines = out, line
+						return
+					}
+				}
+			} else {
+				fs := i
+				for i < n && !s.stop[in[i]] {
+					i++
+				}
+				if i < n && in[i] == '"' {
+					res.err = &ParseError{Line: line, Column: s.label(field), Err: ErrBareQuote}
+					res.out, res.lines = out, line
+					return
+				}
+				content = in[fs:i]
+				// A '\r' before '\n' ends the line; so does one at the very
+				// end of input, as in encoding/csv. Elsewhere it is data.
+				if (i < n && in[i] == '\n' || i == n && !partial) && i > fs && in[i-1] == '\r' {
+					content = content[:len(content)-1]
+					recEnd = i - 1
+				}
+			}
+			switch field {
+			case s.mass:
+				mv, mLine = content, fieldLine
+			case s.vel:
+				vv, vLine = content, fieldLine
+			}
+			if i < n && in[i] == s.delim {
+				field++
+				i++
+				continue
+			}
+			break
+		}
+		// i is at the record's '\n' or at the end of the chunk.
+		if recEnd < 0 {
+			recEnd = i
+		}
+		if i == n {
+			if partial {
+				res.incomplete, res.openQuoteLine = true, -1
+				res.out, res.lines = out, line
+				return
+			}
+		} else {
+			i++
+			line++
+		}
+		record := in[start:recEnd]
+		if len(record) > s.maxRecord {
+			res.err = &ParseError{Line: recLine, Err: ErrRecordTooLarge,
+				Value: fmt.Sprintf("%d bytes, limit %d", len(record), s.maxRecord)}
+			res.out, res.lines = out, line
+			return
+		}
+		res.rowsIn++
+		var perr *ParseError
+		if field+1 != s.fields {
+			perr = &ParseError{Line: recLine, Err: fmt.Errorf("%w: %d, want %d", ErrFieldCount, field+1, s.fields)}
+		} else {
+			m, mm, me, merr := parseDecimal(mv)
+			if merr == nil && m < 0 {
+				merr = ErrNegativeMass
+			}
+			v, vm, ve, verr := parseDecimal(vv)
+			switch {
+			case merr != nil && (verr == nil || s.mass < s.vel):
+				perr = &ParseError{Line: mLine, Column: s.labels[s.mass], Value: quoteValue(mv), Err: merr}
+			case verr != nil:
+				perr = &ParseError{Line: vLine, Column: s.labels[s.vel], Value: quoteValue(vv), Err: verr}
+			default:
+				p := m * v
+				if math.IsInf(p, 0) {
+					perr = &ParseError{Line: vLine, Column: s.labels[s.vel], Err: ErrOverflow,
+						Value: quoteValue(mv) + " × " + quoteValue(vv)}
+					break
+				}
+				out = append(out, record...)
+				out = append(out, s.delim)
+				if s.fixed {
+					out = strconv.AppendFloat(out, p, 'f', s.decimals, 64)
+				} else {
+					out = appendProduct(out, p, mm, me, vm, ve)
+				}
+				out = append(out, '\n')
+				res.rowsOut++
+				continue
+			}
+		}
+		if !s.skip {
+			res.err = perr
+			res.rejected++
+			res.out, res.lines = out, line
+			return
+		}
+		res.rejected++
+		res.rejects = append(res.rejects, reject{line: perr.Line, column: perr.Column, reason: perr.Reason(), record: record})
+	}
+	res.out, res.lines = out, line
+}
+
+var nl = []byte{'\n'}
+
+// label names field i in messages.
+func (s *rowSpec) label(i int) string {
+	if i < len(s.labels) {
+		return s.labels[i]
+	}
+	return strconv.Itoa(i + 1)
+}

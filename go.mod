@@ -1,0 +1,3 @@
+module github.com/momentum-run/momentum
+
+go 1.26
