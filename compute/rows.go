@@ -194,7 +194,7 @@ func (s *rowSpec) process(in []byte, partial bool, res *chunkResult) {
 		res.rowsIn++
 		var perr *ParseError
 		if field+1 != s.fields {
-			perr = &ParseError{Line: recLine, Err: fmt.Errorf("%w: %d, want %d", ErrFieldCount, field+1, s.fields)}
+			perr = &ParseError{Line: recLine, Err: fmt.Errorf("%w: got %d, want %d", ErrFieldCount, field+1, s.fields)}
 		} else {
 			m, mm, me, merr := parseDecimal(mv)
 			if merr == nil && m < 0 {
