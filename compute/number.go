@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"math/bits"
+	"slices"
 	"strconv"
 	"unsafe"
 )
@@ -47,20 +48,23 @@ func parseDecimal(s []byte) (f float64, mant uint64, exp int, err error) {
 	digits := 0  // significant digits accumulated into mant
 	dropped := 0 // digits not accumulated (mant full)
 	sawDigit := false
-	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-		sawDigit = true
-		if digits < 19 {
+	if len(s)-i <= 19 {
+		// Too short to overflow mant: no digit counting needed.
+		j := i
+		for ; i < len(s) && s[i]-'0' <= 9; i++ {
 			mant = mant*10 + uint64(s[i]-'0')
-			if mant != 0 {
-				digits++
-			}
-		} else {
-			dropped++
-			exp++
 		}
-	}
-	if i < len(s) && s[i] == '.' {
-		i++
+		sawDigit = i > j
+		if i < len(s) && s[i] == '.' {
+			i++
+			j = i
+			for ; i < len(s) && s[i]-'0' <= 9; i++ {
+				mant = mant*10 + uint64(s[i]-'0')
+			}
+			exp = j - i
+			sawDigit = sawDigit || i > j
+		}
+	} else {
 		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
 			sawDigit = true
 			if digits < 19 {
@@ -68,9 +72,24 @@ func parseDecimal(s []byte) (f float64, mant uint64, exp int, err error) {
 				if mant != 0 {
 					digits++
 				}
-				exp--
 			} else {
 				dropped++
+				exp++
+			}
+		}
+		if i < len(s) && s[i] == '.' {
+			i++
+			for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+				sawDigit = true
+				if digits < 19 {
+					mant = mant*10 + uint64(s[i]-'0')
+					if mant != 0 {
+						digits++
+					}
+					exp--
+				} else {
+					dropped++
+				}
 			}
 		}
 	}
@@ -274,17 +293,34 @@ func appendProduct(b []byte, p float64, mm uint64, me int, vm uint64, ve int) []
 		}
 		return b
 	}
-	var digits [20]byte
-	ds := strconv.AppendUint(digits[:0], d, 10)
-	point := len(ds) + e // digits before the decimal point
+	// d has at most 15 digits; write them with the point inside, or
+	// after "0." and leading zeros.
+	nd := 1
+	for t := d; t >= 10; t /= 10 {
+		nd++
+	}
+	point := nd + e // digits before the point
 	if point <= 0 {
 		b = append(b, '0', '.')
 		for ; point < 0; point++ {
 			b = append(b, '0')
 		}
-		return append(b, ds...)
+		point = -1
 	}
-	b = append(b, ds[:point]...)
-	b = append(b, '.')
-	return append(b, ds[point:]...)
+	size := nd
+	if point > 0 {
+		size++
+	}
+	b = slices.Grow(b, size)
+	at := len(b)
+	b = b[:at+size]
+	for k := size - 1; k >= 0; k-- {
+		if k == point {
+			b[at+k] = '.'
+			continue
+		}
+		b[at+k] = byte('0' + d%10)
+		d /= 10
+	}
+	return b
 }

@@ -2,8 +2,10 @@ package compute
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 )
 
@@ -19,6 +21,7 @@ type rowSpec struct {
 	skip          bool
 	maxRecord     int
 	stop          [256]bool // bytes that end an unquoted run: delimiter, '\n', '"'
+	delimWord     uint64    // the delimiter in every byte of a word
 	momentumField []byte    // the output header's extra field, quoted as needed
 }
 
@@ -33,7 +36,34 @@ func newRowSpec(o Options) *rowSpec {
 	s.stop[o.Delimiter] = true
 	s.stop['\n'] = true
 	s.stop['"'] = true
+	s.delimWord = ones * uint64(o.Delimiter)
 	return s
+}
+
+const (
+	ones      = 0x0101010101010101
+	highs     = 0x8080808080808080
+	nlWord    = ones * '\n'
+	quoteWord = ones * '"'
+)
+
+// skipUnquoted returns the index of the first delimiter, '\n' or '"' in
+// in[i:], or len(in). It tests eight bytes at a time: a byte of w equal
+// to c is a zero byte of w^c, and the lowest set bit of the zero-byte
+// test is exact (false positives only arise above a true zero).
+func (s *rowSpec) skipUnquoted(in []byte, i int) int {
+	for ; i+8 <= len(in); i += 8 {
+		w := binary.LittleEndian.Uint64(in[i:])
+		a, b, c := w^s.delimWord, w^nlWord, w^quoteWord
+		z := (a-ones)&^a | (b-ones)&^b | (c-ones)&^c
+		if z &= highs; z != 0 {
+			return i + bits.TrailingZeros64(z)/8
+		}
+	}
+	for i < len(in) && !s.stop[in[i]] {
+		i++
+	}
+	return i
 }
 
 // reject is one bad row found in skip mode. record points into the
@@ -141,9 +171,7 @@ func (s *rowSpec) process(in []byte, partial bool, res *chunkResult) {
 				}
 			} else {
 				fs := i
-				for i < n && !s.stop[in[i]] {
-					i++
-				}
+				i = s.skipUnquoted(in, i)
 				if i < n && in[i] == '"' {
 					res.err = &ParseError{Line: line, Column: s.label(field), Err: ErrBareQuote}
 					res.out, res.lines = out, line
