@@ -16,11 +16,17 @@ import (
 // Writer writes one file atomically. Close commits it; Abort, or Close
 // after its context is done, discards it.
 type Writer struct {
-	ctx  context.Context
-	tmp  *os.File
-	path string
-	done bool
+	ctx     context.Context
+	tmp     *os.File
+	path    string
+	done    bool
+	written int64 // bytes written so far
+	flushed int64 // bytes handed to early writeback
 }
+
+// writebackEvery is how often written data is handed to the kernel for
+// writeback while the run goes on, so the sync at Close has little left.
+const writebackEvery = 8 << 20
 
 // Create starts writing the file at path. The file appears at path only
 // when Close succeeds; its mode is the existing file's, or 0644 less the
@@ -39,7 +45,13 @@ func Create(ctx context.Context, path string) (*Writer, error) {
 
 // Write writes to the temporary file.
 func (w *Writer) Write(p []byte) (int, error) {
-	return w.tmp.Write(p)
+	n, err := w.tmp.Write(p)
+	w.written += int64(n)
+	if w.written-w.flushed >= writebackEvery {
+		startWriteback(w.tmp, w.flushed, w.written-w.flushed)
+		w.flushed = w.written
+	}
+	return n, err
 }
 
 // Close syncs the temporary file and renames it to the target path. If
