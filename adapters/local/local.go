@@ -38,7 +38,11 @@ func Create(ctx context.Context, path string) (*Writer, error) {
 	}
 	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		return nil, err
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, &fs.PathError{Op: "create", Path: path, Err: err}
 	}
 	return &Writer{ctx: ctx, tmp: tmp, path: path}, nil
 }
