@@ -100,7 +100,8 @@ func (s *rowSpec) process(in []byte, partial bool, res *chunkResult) {
 	n := len(in)
 	if want := 2*n + 64; cap(out) < want {
 		// Output rows are the input plus a number: rarely twice as long.
-		out = make([]byte, 0, want)
+		// One size for all full chunks keeps the buffers interchangeable.
+		out = make([]byte, 0, max(want, 2*chunkSize+64))
 	}
 	var line int64
 	i := 0

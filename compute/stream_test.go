@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -227,6 +229,58 @@ func TestCancelMidStream(t *testing.T) {
 		pr.Close()
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("err = %v, want context.Canceled", err)
+		}
+	}
+}
+
+// rowSource generates n valid rows on the fly, so a test can stream far
+// more data than it keeps.
+type rowSource struct {
+	n, i int
+	buf  []byte
+}
+
+func (s *rowSource) Read(p []byte) (int, error) {
+	for len(s.buf) < len(p) && s.i < s.n {
+		if s.i == 0 {
+			s.buf = append(s.buf, "id,mass,velocity\n"...)
+		}
+		s.buf = strconv.AppendInt(s.buf, int64(s.i), 10)
+		s.buf = append(s.buf, ',')
+		s.buf = strconv.AppendInt(s.buf, int64(s.i%9973), 10)
+		s.buf = append(s.buf, '.', byte('0'+s.i%10), ',', '-')
+		s.buf = strconv.AppendInt(s.buf, int64(s.i%29989), 10)
+		s.buf = append(s.buf, ".5\n"...)
+		s.i++
+	}
+	if len(s.buf) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, s.buf)
+	s.buf = s.buf[:copy(s.buf, s.buf[n:])]
+	return n, nil
+}
+
+// TestConstantMemory streams about 250 MB through the kernel and checks
+// that it allocated only a few megabytes in all: buffers are reused, so
+// memory does not grow with the input.
+func TestConstantMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams 250 MB")
+	}
+	for _, workers := range []int{1, 4} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		st, err := Transform(context.Background(), io.Discard, &rowSource{n: 10_000_000}, Options{Workers: workers})
+		runtime.ReadMemStats(&after)
+		if err != nil || st.RowsOut != 10_000_000 {
+			t.Fatalf("%v, %+v", err, st)
+		}
+		allocated := after.TotalAlloc - before.TotalAlloc
+		t.Logf("%d workers: %d MB in, %.1f MB allocated", workers, st.BytesIn>>20, float64(allocated)/(1<<20))
+		if allocated > 32<<20 {
+			t.Errorf("%d workers: allocated %d MB for %d MB of input", workers, allocated>>20, st.BytesIn>>20)
 		}
 	}
 }
