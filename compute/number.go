@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"math"
 	"math/bits"
-	"slices"
 	"strconv"
 	"unsafe"
 )
@@ -286,41 +285,51 @@ func appendProduct(b []byte, p float64, mm uint64, me int, vm uint64, ve int) []
 	if d == 0 {
 		return append(b, '0')
 	}
+	// d has at most 15 digits: write them two at a time, backwards.
+	var buf [16]byte
+	k := len(buf)
+	for d >= 100 {
+		q := d / 100
+		r := d - q*100
+		k -= 2
+		buf[k], buf[k+1] = digitPairs[2*r], digitPairs[2*r+1]
+		d = q
+	}
+	if d >= 10 {
+		k -= 2
+		buf[k], buf[k+1] = digitPairs[2*d], digitPairs[2*d+1]
+	} else {
+		k--
+		buf[k] = byte('0' + d)
+	}
+	digits := buf[k:]
 	if e >= 0 {
-		b = strconv.AppendUint(b, d, 10)
+		b = append(b, digits...)
 		for ; e > 0; e-- {
 			b = append(b, '0')
 		}
 		return b
 	}
-	// d has at most 15 digits; write them with the point inside, or
-	// after "0." and leading zeros.
-	nd := 1
-	for t := d; t >= 10; t /= 10 {
-		nd++
-	}
-	point := nd + e // digits before the point
+	point := len(digits) + e // digits before the point
 	if point <= 0 {
 		b = append(b, '0', '.')
 		for ; point < 0; point++ {
 			b = append(b, '0')
 		}
-		point = -1
+		return append(b, digits...)
 	}
-	size := nd
-	if point > 0 {
-		size++
-	}
-	b = slices.Grow(b, size)
-	at := len(b)
-	b = b[:at+size]
-	for k := size - 1; k >= 0; k-- {
-		if k == point {
-			b[at+k] = '.'
-			continue
-		}
-		b[at+k] = byte('0' + d%10)
-		d /= 10
-	}
-	return b
+	b = append(b, digits[:point]...)
+	b = append(b, '.')
+	return append(b, digits[point:]...)
 }
+
+const digitPairs = "00010203040506070809" +
+	"10111213141516171819" +
+	"20212223242526272829" +
+	"30313233343536373839" +
+	"40414243444546474849" +
+	"50515253545556575859" +
+	"60616263646566676869" +
+	"70717273747576777879" +
+	"80818283848586878889" +
+	"90919293949596979899"
