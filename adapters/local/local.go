@@ -1,4 +1,10 @@
-// Package local reads and writes files on the local file system.
+// Package local is a compute.Store on the local file system.
+//
+// Without a root directory, keys are plain paths, as the command line
+// gives them. With one, keys are cloud-style names ("runs/a.csv") mapped
+// onto that folder; keys that would leave it (an absolute path, "..", a
+// symbolic link pointing out) are refused with compute.ErrInvalidKey, and
+// missing folders are created as object stores imply them.
 //
 // A file is written to a temporary file beside it and renamed into place
 // only when the writer is closed after a successful write, so a reader
@@ -7,45 +13,167 @@ package local
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/momentum-run/momentum/compute"
 )
+
+// Store reads and writes files. Its zero value is not usable: use
+// NewStore.
+type Store struct {
+	root   *os.Root // where keys resolve
+	rooted bool     // keys are cloud-style names confined to root
+}
+
+var _ compute.Store = (*Store)(nil)
+
+// NewStore returns a store whose keys are names under dir. With dir ""
+// keys are plain paths, absolute or relative to the working directory.
+func NewStore(dir string) (*Store, error) {
+	if dir == "" {
+		root, err := os.OpenRoot("/")
+		if err != nil {
+			return nil, err
+		}
+		return &Store{root: root}, nil
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	return &Store{root: root, rooted: true}, nil
+}
+
+// Close releases the store's directory handle.
+func (s *Store) Close() error { return s.root.Close() }
+
+// name turns a key into a name relative to the root.
+func (s *Store) name(key string) (string, error) {
+	if key == "" || strings.IndexByte(key, 0) >= 0 {
+		return "", fmt.Errorf("%w: %q", compute.ErrInvalidKey, key)
+	}
+	if !s.rooted {
+		abs, err := filepath.Abs(key)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimPrefix(filepath.ToSlash(abs), "/"), nil
+	}
+	if path.IsAbs(key) || filepath.IsAbs(key) || strings.HasSuffix(key, "/") {
+		return "", fmt.Errorf("%w: %q is not a relative name", compute.ErrInvalidKey, key)
+	}
+	for _, elem := range strings.Split(key, "/") {
+		if elem == ".." || elem == "." || elem == "" {
+			return "", fmt.Errorf("%w: %q has an empty, . or .. element", compute.ErrInvalidKey, key)
+		}
+	}
+	return key, nil
+}
+
+// NewReader opens the file at key.
+func (s *Store) NewReader(ctx context.Context, key string, o compute.ReadOptions) (io.ReadCloser, compute.ObjectInfo, error) {
+	info := compute.ObjectInfo{Size: -1}
+	if o.Version != "" {
+		return nil, info, fmt.Errorf("local: %s: files have no versions", key)
+	}
+	name, err := s.name(key)
+	if err != nil {
+		return nil, info, err
+	}
+	f, err := s.root.Open(name)
+	if err != nil {
+		return nil, info, mapError(keyError("open", key, err))
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, info, mapError(err)
+	}
+	if fi.IsDir() {
+		f.Close()
+		return nil, info, fmt.Errorf("%w: %s is a directory", compute.ErrNotFound, key)
+	}
+	if fi.Mode().IsRegular() {
+		info.Size = fi.Size()
+		info.ETag = etag(fi)
+	}
+	if o.ETag != "" && o.ETag != info.ETag {
+		f.Close()
+		return nil, info, fmt.Errorf("%w: %s changed (ETag %s, want %s)", compute.ErrNotFound, key, info.ETag, o.ETag)
+	}
+	var r io.Reader = f
+	if o.Offset > 0 {
+		if _, err := f.Seek(o.Offset, io.SeekStart); err != nil {
+			f.Close()
+			return nil, info, err
+		}
+	}
+	if o.Length > 0 {
+		r = io.LimitReader(f, o.Length)
+	}
+	return readCloser{r, f}, info, nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// etag identifies a file's content as well as its metadata can: its
+// inode (every commit is a new file), modification time and size.
+func etag(fi fs.FileInfo) string {
+	return fmt.Sprintf("%x-%x-%x", inode(fi), fi.ModTime().UnixNano(), fi.Size())
+}
+
+// NewWriter starts writing the file at key.
+func (s *Store) NewWriter(ctx context.Context, key string, o compute.WriteOptions) (io.WriteCloser, error) {
+	name, err := s.name(key)
+	if err != nil {
+		return nil, err
+	}
+	dir, base := path.Split(name)
+	if s.rooted && dir != "" {
+		if err := s.root.MkdirAll(strings.TrimSuffix(dir, "/"), 0o777); err != nil {
+			return nil, mapError(err)
+		}
+	}
+	var suffix [6]byte
+	rand.Read(suffix[:])
+	tmpName := dir + "." + base + ".tmp-" + hex.EncodeToString(suffix[:])
+	tmp, err := s.root.OpenFile(tmpName, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, mapError(keyError("create", key, err))
+	}
+	return &Writer{ctx: ctx, root: s.root, tmp: tmp, tmpName: tmpName, name: name, key: key, createOnly: o.IfNotExists}, nil
+}
 
 // Writer writes one file atomically. Close commits it; Abort, or Close
 // after its context is done, discards it.
 type Writer struct {
-	ctx     context.Context
-	tmp     *os.File
-	path    string
-	done    bool
-	written int64 // bytes written so far
-	flushed int64 // bytes handed to early writeback
+	ctx        context.Context
+	root       *os.Root
+	tmp        *os.File
+	tmpName    string
+	name, key  string
+	createOnly bool
+	done       bool
+	written    int64 // bytes written so far
+	flushed    int64 // bytes handed to early writeback
 }
 
 // writebackEvery is how often written data is handed to the kernel for
 // writeback while the run goes on, so the sync at Close has little left.
 const writebackEvery = 8 << 20
-
-// Create starts writing the file at path. The file appears at path only
-// when Close succeeds; its mode is the existing file's, or 0644 less the
-// umask for a new one.
-func Create(ctx context.Context, path string) (*Writer, error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, &fs.PathError{Op: "create", Path: path, Err: err}
-	}
-	return &Writer{ctx: ctx, tmp: tmp, path: path}, nil
-}
 
 // Write writes to the temporary file.
 func (w *Writer) Write(p []byte) (int, error) {
@@ -58,8 +186,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Close syncs the temporary file and renames it to the target path. If
-// the context is done it aborts instead and returns the context's error.
+// Close syncs the temporary file and moves it to the target name: a
+// rename, or for a create-only write a hard link, which fails rather than
+// replace a file. If the context is done it aborts instead and returns the
+// context's error.
 func (w *Writer) Close() error {
 	if w.done {
 		return errors.New("local: writer already closed")
@@ -71,18 +201,25 @@ func (w *Writer) Close() error {
 	w.done = true
 	err := w.tmp.Sync()
 	if err == nil {
-		err = w.tmp.Chmod(targetMode(w.path))
+		err = w.tmp.Chmod(w.targetMode())
 	}
 	if cerr := w.tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(w.tmp.Name(), w.path)
+		if w.createOnly {
+			err = w.root.Link(w.tmpName, w.name)
+			if errors.Is(err, fs.ErrExist) {
+				err = fmt.Errorf("%w: %s", compute.ErrExists, w.key)
+			}
+		} else {
+			err = w.root.Rename(w.tmpName, w.name)
+		}
 	}
-	if err != nil {
-		os.Remove(w.tmp.Name())
+	if err != nil || w.createOnly {
+		w.root.Remove(w.tmpName)
 	}
-	return err
+	return mapError(err)
 }
 
 // Abort discards what was written. It is safe to call more than once and
@@ -93,13 +230,55 @@ func (w *Writer) Abort() {
 	}
 	w.done = true
 	w.tmp.Close()
-	os.Remove(w.tmp.Name())
+	w.root.Remove(w.tmpName)
 }
 
-// targetMode is the mode the committed file gets.
-func targetMode(path string) fs.FileMode {
-	if fi, err := os.Stat(path); err == nil {
+// targetMode is the mode the committed file gets: the replaced file's, or
+// 0644 less the umask.
+func (w *Writer) targetMode() fs.FileMode {
+	if fi, err := w.root.Stat(w.name); err == nil {
 		return fi.Mode().Perm()
 	}
 	return 0o644 &^ umask
+}
+
+// keyError names the key, not the name inside the root or a temporary
+// file, in a file system error.
+func keyError(op, key string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return &fs.PathError{Op: op, Path: key, Err: err}
+}
+
+// mapError adds the compute storage kind to a file system error.
+func mapError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, compute.ErrExists), errors.Is(err, compute.ErrNotFound),
+		errors.Is(err, compute.ErrInvalidKey), errors.Is(err, compute.ErrPermission):
+		return err
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		return kindError{compute.ErrNotFound, err}
+	case errors.Is(err, fs.ErrPermission):
+		return kindError{compute.ErrPermission, err}
+	case strings.Contains(err.Error(), "path escapes from parent"):
+		// os.Root's refusal of a symbolic link that leads out of it.
+		return kindError{compute.ErrInvalidKey, err}
+	}
+	return err
+}
+
+// kindError keeps an error's text and adds a storage kind to what it
+// matches with errors.Is.
+type kindError struct {
+	kind error
+	err  error
+}
+
+func (e kindError) Error() string { return e.err.Error() }
+func (e kindError) Unwrap() []error {
+	return []error{e.kind, e.err}
 }

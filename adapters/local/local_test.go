@@ -2,10 +2,35 @@ package local
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/momentum-run/momentum/adapters/storetest"
+	"github.com/momentum-run/momentum/compute"
 )
+
+func TestConformanceRooted(t *testing.T) {
+	s, err := NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	storetest.Run(t, s, storetest.Options{NoVersionIDs: true})
+}
+
+func TestConformancePlainPaths(t *testing.T) {
+	s, err := NewStore("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, sub := range []string{"roundtrip", "keys/ünïcödé", "keys/deep/er", "commit", "abort", "createonly", "overwrite", "range", "versions", "large"} {
+		os.MkdirAll(filepath.Join(dir, sub), 0o755)
+	}
+	storetest.Run(t, s, storetest.Options{NoVersionIDs: true, LargeSize: -1, Prefix: dir + "/"})
+}
 
 func entries(t *testing.T, dir string) []string {
 	t.Helper()
@@ -20,13 +45,20 @@ func entries(t *testing.T, dir string) []string {
 	return names
 }
 
-func TestCommit(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "out.csv")
-	w, err := Create(context.Background(), path)
+func create(t *testing.T, s *Store, ctx context.Context, key string) *Writer {
+	t.Helper()
+	w, err := s.NewWriter(ctx, key, compute.WriteOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return w.(*Writer)
+}
+
+func TestCommitModeAndNoLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := NewStore("")
+	path := filepath.Join(dir, "out.csv")
+	w := create(t, s, context.Background(), path)
 	w.Write([]byte("a,b\n"))
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("file visible before Close: %v", err)
@@ -35,10 +67,6 @@ func TestCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Abort() // after Close: a no-op
-	got, err := os.ReadFile(path)
-	if err != nil || string(got) != "a,b\n" {
-		t.Fatalf("got %q, %v", got, err)
-	}
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o644&^umask {
 		t.Errorf("mode %v, want %v", fi.Mode().Perm(), 0o644&^umask)
 	}
@@ -52,12 +80,10 @@ func TestCommit(t *testing.T) {
 
 func TestAbortKeepsOldFile(t *testing.T) {
 	dir := t.TempDir()
+	s, _ := NewStore("")
 	path := filepath.Join(dir, "out.csv")
 	os.WriteFile(path, []byte("old"), 0o600)
-	w, err := Create(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := create(t, s, context.Background(), path)
 	w.Write(make([]byte, 3*writebackEvery))
 	w.Abort()
 	w.Abort()
@@ -71,10 +97,11 @@ func TestAbortKeepsOldFile(t *testing.T) {
 
 func TestReplaceKeepsMode(t *testing.T) {
 	dir := t.TempDir()
+	s, _ := NewStore("")
 	path := filepath.Join(dir, "out.csv")
 	os.WriteFile(path, []byte("old"), 0o600)
 	os.Chmod(path, 0o600)
-	w, _ := Create(context.Background(), path)
+	w := create(t, s, context.Background(), path)
 	w.Write([]byte("new"))
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -85,28 +112,48 @@ func TestReplaceKeepsMode(t *testing.T) {
 	}
 }
 
-func TestCancelledContextAborts(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "out.csv")
-	ctx, cancel := context.WithCancel(context.Background())
-	w, err := Create(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write([]byte("partial"))
-	cancel()
-	if err := w.Close(); err != context.Canceled {
-		t.Fatalf("Close = %v, want context.Canceled", err)
-	}
-	if names := entries(t, dir); len(names) != 0 {
-		t.Errorf("left behind: %v", names)
+func TestCreateErrorNamesTarget(t *testing.T) {
+	s, _ := NewStore("")
+	path := filepath.Join(t.TempDir(), "missing", "out.csv")
+	_, err := s.NewWriter(context.Background(), path, compute.WriteOptions{})
+	if err == nil || err.Error() != "create "+path+": no such file or directory" || !errors.Is(err, compute.ErrNotFound) {
+		t.Fatalf("err = %v", err)
 	}
 }
 
-func TestCreateErrorNamesTarget(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "missing", "out.csv")
-	_, err := Create(context.Background(), path)
-	if err == nil || err.Error() != "create "+path+": no such file or directory" {
-		t.Fatalf("err = %v", err)
+func TestRootConfinesKeys(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "root")
+	os.Mkdir(root, 0o755)
+	os.WriteFile(filepath.Join(base, "secret.csv"), []byte("secret"), 0o644)
+	os.Symlink(base, filepath.Join(root, "out"))
+	os.Symlink(filepath.Join(base, "secret.csv"), filepath.Join(root, "link.csv"))
+	s, err := NewStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, key := range []string{"../secret.csv", "/etc/passwd", "a/../../secret.csv", "out/secret.csv", "link.csv", "./x", "a//b", "dir/", ""} {
+		if _, _, err := s.NewReader(context.Background(), key, compute.ReadOptions{}); !errors.Is(err, compute.ErrInvalidKey) {
+			t.Errorf("read %q: err = %v, want ErrInvalidKey", key, err)
+		}
+		if key == "link.csv" {
+			continue
+		}
+		if w, err := s.NewWriter(context.Background(), key, compute.WriteOptions{}); err == nil {
+			if err := w.Close(); !errors.Is(err, compute.ErrInvalidKey) {
+				t.Errorf("write %q: err = %v, want ErrInvalidKey", key, err)
+			}
+		} else if !errors.Is(err, compute.ErrInvalidKey) {
+			t.Errorf("write %q: err = %v, want ErrInvalidKey", key, err)
+		}
+	}
+	// Writing over a link replaces the link inside the root, never its target.
+	storetest.Put(t, s, "link.csv", []byte("new"))
+	if got, _ := os.ReadFile(filepath.Join(base, "secret.csv")); string(got) != "secret" {
+		t.Errorf("file outside the root changed: %q", got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(root, "link.csv")); string(got) != "new" {
+		t.Errorf("link.csv = %q", got)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -14,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/momentum-run/momentum/adapters/local"
 	"github.com/momentum-run/momentum/compute"
 )
 
@@ -331,35 +329,42 @@ func summary(st compute.Stats, elapsed time.Duration) string {
 }
 
 // transformFiles runs the kernel from c.input to c.output (and the
-// rejects file), committing the files only when the whole run succeeds.
+// rejects file), committing the outputs only when the whole run succeeds.
 func transformFiles(ctx context.Context, c *cliConfig, stdin io.Reader, stdout, stderr io.Writer) (compute.Stats, time.Duration, error) {
 	start := time.Now()
-	in, size, err := openInput(c.input, stdin)
+	// A run that fails cancels ctx, which makes the writers abort.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stores := &storeSet{}
+	defer stores.close()
+
+	in, size, err := stores.open(ctx, c.input, stdin)
 	if err != nil {
 		return compute.Stats{}, 0, err
 	}
 	defer in.Close()
-
-	// A run that fails cancels ctx, which makes the writers abort.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	var out io.Writer = stdout
-	var outFile *local.Writer
-	if c.output != "-" {
-		if outFile, err = local.Create(ctx, c.output); err != nil {
-			return compute.Stats{}, 0, err
-		}
-		defer outFile.Abort()
-		out = outFile
+	out, err := stores.create(ctx, c.output, stdout)
+	if err != nil {
+		return compute.Stats{}, 0, err
 	}
+	// Until committed, writers are aborted on the way out: cancelled, then
+	// closed, which leaves nothing behind.
+	committed := false
+	var rejects io.WriteCloser
+	defer func() {
+		if !committed {
+			cancel()
+			out.Close()
+			if rejects != nil {
+				rejects.Close()
+			}
+		}
+	}()
 	if c.rejects != "" {
-		rej, err := local.Create(ctx, c.rejects)
-		if err != nil {
+		if rejects, err = stores.create(ctx, c.rejects, stdout); err != nil {
 			return compute.Stats{}, 0, err
 		}
-		defer rej.Abort()
-		c.opts.Rejects = rej
+		c.opts.Rejects = rejects
 	}
 
 	counter := &countingReader{r: in}
@@ -371,15 +376,16 @@ func transformFiles(ctx context.Context, c *cliConfig, stdin io.Reader, stdout, 
 	}
 	// Commit the rejects first: an output without its rejects would hide
 	// rows; rejects without the output are merely a failed run.
-	if rej, ok := c.opts.Rejects.(*local.Writer); ok {
-		if err := rej.Close(); err != nil {
-			return st, 0, err
+	committed = true
+	if rejects != nil {
+		if err := rejects.Close(); err != nil {
+			cancel()
+			out.Close()
+			return st, 0, fmt.Errorf("%s: %w", c.rejects, err)
 		}
 	}
-	if outFile != nil {
-		if err := outFile.Close(); err != nil {
-			return st, 0, err
-		}
+	if err := out.Close(); err != nil {
+		return st, 0, fmt.Errorf("%s: %w", c.output, err)
 	}
 	return st, time.Since(start), nil
 }
@@ -396,24 +402,3 @@ func inputError(input string, err error) error {
 	return err
 }
 
-// openInput opens the input and returns its size, or -1 when unknown.
-func openInput(name string, stdin io.Reader) (io.ReadCloser, int64, error) {
-	if name == "-" {
-		size := int64(-1)
-		if f, ok := stdin.(*os.File); ok {
-			if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
-				size = fi.Size()
-			}
-		}
-		return io.NopCloser(stdin), size, nil
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, 0, err
-	}
-	size := int64(-1)
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
-		size = fi.Size()
-	}
-	return f, size, nil
-}

@@ -72,3 +72,13 @@ func progressLine(done, size int64, elapsed time.Duration) string {
 		strings.Repeat("=", filled), strings.Repeat(" ", width-filled), frac*100,
 		float64(done)/1e6, float64(size)/1e6, rate)
 }
+
+// stdinSize is the size of standard input when it is a regular file, or -1.
+func stdinSize(stdin io.Reader) int64 {
+	if f, ok := stdin.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			return fi.Size()
+		}
+	}
+	return -1
+}

@@ -14,3 +14,10 @@ var umask = func() fs.FileMode {
 	syscall.Umask(m)
 	return fs.FileMode(m)
 }()
+
+func inode(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Ino)
+	}
+	return 0
+}

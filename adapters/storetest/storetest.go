@@ -1,0 +1,322 @@
+// Package storetest is the conformance suite every compute.Store passes:
+// the local folder, S3 and Cloud Storage stores run the same tests, the
+// latter two against protocol servers on loopback (or real buckets).
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+
+	"testing"
+
+	"github.com/momentum-run/momentum/compute"
+)
+
+// Options tune the suite to a store.
+type Options struct {
+	// LargeSize is the size of the object streamed through the store in
+	// the large-object test; default 200 MiB. Negative skips it.
+	LargeSize int64
+	// Versioned says the store keeps old versions readable by
+	// ReadOptions.Version after an overwrite.
+	Versioned bool
+	// NoVersionIDs says the store reports no Version at all.
+	NoVersionIDs bool
+	// Prefix is put before every key, to share a bucket between runs.
+	Prefix string
+}
+
+// Run runs the conformance tests against s.
+func Run(t *testing.T, s compute.Store, o Options) {
+	if o.LargeSize == 0 {
+		o.LargeSize = 200 << 20
+	}
+	k := func(key string) string { return o.Prefix + key }
+	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, s, k) })
+	t.Run("Keys", func(t *testing.T) { testKeys(t, s, k) })
+	t.Run("NotFound", func(t *testing.T) { testNotFound(t, s, k) })
+	t.Run("CommitOnClose", func(t *testing.T) { testCommitOnClose(t, s, k) })
+	t.Run("AbortOnCancel", func(t *testing.T) { testAbortOnCancel(t, s, k) })
+	t.Run("CreateOnly", func(t *testing.T) { testCreateOnly(t, s, k) })
+	t.Run("Overwrite", func(t *testing.T) { testOverwrite(t, s, k) })
+	t.Run("Range", func(t *testing.T) { testRange(t, s, k) })
+	t.Run("Versions", func(t *testing.T) { testVersions(t, s, k, o) })
+	if o.LargeSize > 0 {
+		t.Run("Large", func(t *testing.T) { testLarge(t, s, k, o.LargeSize) })
+	}
+}
+
+// Put writes data at key and fails the test on error.
+func Put(t testing.TB, s compute.Store, key string, data []byte) {
+	t.Helper()
+	w, err := s.NewWriter(context.Background(), key, compute.WriteOptions{ContentType: "text/csv"})
+	if err != nil {
+		t.Fatalf("NewWriter(%q): %v", key, err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatalf("Write(%q): %v", key, err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close(%q): %v", key, err)
+	}
+}
+
+// Get reads the object at key whole.
+func Get(t testing.TB, s compute.Store, key string, o compute.ReadOptions) ([]byte, compute.ObjectInfo, error) {
+	t.Helper()
+	r, info, err := s.NewReader(context.Background(), key, o)
+	if err != nil {
+		return nil, info, err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	return b, info, err
+}
+
+func mustGet(t *testing.T, s compute.Store, key string) ([]byte, compute.ObjectInfo) {
+	t.Helper()
+	b, info, err := Get(t, s, key, compute.ReadOptions{})
+	if err != nil {
+		t.Fatalf("read %q: %v", key, err)
+	}
+	return b, info
+}
+
+func testRoundTrip(t *testing.T, s compute.Store, k func(string) string) {
+	data := []byte("mass,velocity\n1,2\n")
+	Put(t, s, k("roundtrip/a.csv"), data)
+	got, info := mustGet(t, s, k("roundtrip/a.csv"))
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read %q, wrote %q", got, data)
+	}
+	if info.Size != int64(len(data)) {
+		t.Errorf("Size = %d, want %d", info.Size, len(data))
+	}
+	// An empty object is an object too.
+	Put(t, s, k("roundtrip/empty"), nil)
+	if got, info := mustGet(t, s, k("roundtrip/empty")); len(got) != 0 || info.Size != 0 {
+		t.Errorf("empty object: %q, size %d", got, info.Size)
+	}
+}
+
+func testKeys(t *testing.T, s compute.Store, k func(string) string) {
+	for _, key := range []string{"keys/with space.csv", "keys/a+b.csv", "keys/100%.csv", "keys/%2B.csv",
+		"keys/ünïcödé/😀 ж.csv", "keys/deep/er/key.csv", "keys/q?x=1&y#z.csv"} {
+		data := []byte("content of " + key)
+		Put(t, s, k(key), data)
+		if got, _ := mustGet(t, s, k(key)); !bytes.Equal(got, data) {
+			t.Errorf("key %q: read %q", key, got)
+		}
+	}
+	// "a+b" and "a b" are different keys.
+	if got, _ := mustGet(t, s, k("keys/a+b.csv")); string(got) != "content of keys/a+b.csv" {
+		t.Errorf("a+b.csv read %q", got)
+	}
+	if _, _, err := Get(t, s, k("keys/a b.csv"), compute.ReadOptions{}); !errors.Is(err, compute.ErrNotFound) {
+		t.Errorf("keys/a b.csv: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testNotFound(t *testing.T, s compute.Store, k func(string) string) {
+	_, _, err := Get(t, s, k("notfound/nothing-here.csv"), compute.ReadOptions{})
+	if !errors.Is(err, compute.ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+}
+
+func testCommitOnClose(t *testing.T, s compute.Store, k func(string) string) {
+	key := k("commit/a.csv")
+	w, err := s.NewWriter(context.Background(), key, compute.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(bytes.Repeat([]byte("x"), 1<<20))
+	if _, _, err := Get(t, s, key, compute.ReadOptions{}); !errors.Is(err, compute.ErrNotFound) {
+		t.Errorf("before Close: err = %v, want ErrNotFound", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := mustGet(t, s, key); len(got) != 1<<20 {
+		t.Errorf("after Close: %d bytes", len(got))
+	}
+}
+
+func testAbortOnCancel(t *testing.T, s compute.Store, k func(string) string) {
+	for _, size := range []int{10, 12 << 20} { // a single request and a multipart upload
+		key := k(fmt.Sprintf("abort/%d.csv", size))
+		ctx, cancel := context.WithCancel(context.Background())
+		w, err := s.NewWriter(ctx, key, compute.WriteOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(bytes.Repeat([]byte("y"), size))
+		cancel()
+		if err := w.Close(); err == nil {
+			t.Errorf("%d bytes: Close after cancel succeeded", size)
+		}
+		if _, _, err := Get(t, s, key, compute.ReadOptions{}); !errors.Is(err, compute.ErrNotFound) {
+			t.Errorf("%d bytes: after cancel: err = %v, want ErrNotFound", size, err)
+		}
+	}
+	// Cancelling a replacement keeps the old object.
+	key := k("abort/existing.csv")
+	Put(t, s, key, []byte("old"))
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := s.NewWriter(ctx, key, compute.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("new"))
+	cancel()
+	w.Close()
+	if got, _ := mustGet(t, s, key); string(got) != "old" {
+		t.Errorf("old object became %q", got)
+	}
+}
+
+func testCreateOnly(t *testing.T, s compute.Store, k func(string) string) {
+	key := k("createonly/a.csv")
+	create := func(data string) error {
+		w, err := s.NewWriter(context.Background(), key, compute.WriteOptions{IfNotExists: true})
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write([]byte(data)); err != nil {
+			return err
+		}
+		return w.Close()
+	}
+	if err := create("first"); err != nil {
+		t.Fatalf("create-only write of a new key: %v", err)
+	}
+	if err := create("second"); !errors.Is(err, compute.ErrExists) {
+		t.Fatalf("second create-only write: err = %v, want ErrExists", err)
+	}
+	if got, _ := mustGet(t, s, key); string(got) != "first" {
+		t.Errorf("object became %q", got)
+	}
+	// A large create-only write that loses is refused too.
+	w, err := s.NewWriter(context.Background(), key, compute.WriteOptions{IfNotExists: true})
+	if err == nil {
+		w.Write(bytes.Repeat([]byte("z"), 12<<20))
+		err = w.Close()
+	}
+	if !errors.Is(err, compute.ErrExists) {
+		t.Fatalf("large create-only write over an object: err = %v, want ErrExists", err)
+	}
+	if got, _ := mustGet(t, s, key); string(got) != "first" {
+		t.Errorf("object became %d bytes", len(got))
+	}
+}
+
+func testOverwrite(t *testing.T, s compute.Store, k func(string) string) {
+	key := k("overwrite/a.csv")
+	Put(t, s, key, []byte("one"))
+	Put(t, s, key, []byte("two"))
+	if got, _ := mustGet(t, s, key); string(got) != "two" {
+		t.Errorf("read %q, want two", got)
+	}
+}
+
+func testRange(t *testing.T, s compute.Store, k func(string) string) {
+	key := k("range/a.csv")
+	Put(t, s, key, []byte("0123456789"))
+	for _, c := range []struct {
+		off, n int64
+		want   string
+	}{{0, -1, "0123456789"}, {3, 4, "3456"}, {7, -1, "789"}, {7, 100, "789"}, {0, 1, "0"}} {
+		got, info, err := Get(t, s, key, compute.ReadOptions{Offset: c.off, Length: c.n})
+		if err != nil || string(got) != c.want || info.Size != 10 {
+			t.Errorf("range %d+%d: %q, size %d, %v; want %q, size 10", c.off, c.n, got, info.Size, err, c.want)
+		}
+	}
+}
+
+func testVersions(t *testing.T, s compute.Store, k func(string) string, o Options) {
+	key := k("versions/a.csv")
+	Put(t, s, key, []byte("v1"))
+	_, v1 := mustGet(t, s, key)
+	Put(t, s, key, []byte("v2"))
+	_, v2 := mustGet(t, s, key)
+	if !o.NoVersionIDs {
+		if v1.Version == "" || v1.Version == v2.Version {
+			t.Fatalf("versions %q and %q: want two distinct versions", v1.Version, v2.Version)
+		}
+		got, _, err := Get(t, s, key, compute.ReadOptions{Version: v2.Version})
+		if err != nil || string(got) != "v2" {
+			t.Errorf("read current version: %q, %v", got, err)
+		}
+		got, _, err = Get(t, s, key, compute.ReadOptions{Version: v1.Version})
+		if o.Versioned {
+			if err != nil || string(got) != "v1" {
+				t.Errorf("read old version: %q, %v; want v1", got, err)
+			}
+		} else if !errors.Is(err, compute.ErrNotFound) {
+			t.Errorf("read replaced version: %q, %v; want ErrNotFound", got, err)
+		}
+	}
+	if v1.ETag != "" {
+		if v1.ETag == v2.ETag {
+			t.Fatalf("ETag did not change on overwrite: %q", v1.ETag)
+		}
+		if got, _, err := Get(t, s, key, compute.ReadOptions{ETag: v2.ETag}); err != nil || string(got) != "v2" {
+			t.Errorf("read with current ETag: %q, %v", got, err)
+		}
+		if _, _, err := Get(t, s, key, compute.ReadOptions{ETag: v1.ETag}); !errors.Is(err, compute.ErrNotFound) {
+			t.Errorf("read with old ETag: err = %v, want ErrNotFound", err)
+		}
+	}
+}
+
+// pattern is a deterministic, incompressible stream of n bytes.
+type pattern struct {
+	r *rand.ChaCha8
+	n int64
+}
+
+func (p *pattern) Read(b []byte) (int, error) {
+	if p.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(b)) > p.n {
+		b = b[:p.n]
+	}
+	p.r.Read(b)
+	p.n -= int64(len(b))
+	return len(b), nil
+}
+
+func testLarge(t *testing.T, s compute.Store, k func(string) string, size int64) {
+	key := k("large/big.csv")
+	w, err := s.NewWriter(context.Background(), key, compute.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantHash := sha256.New()
+	src := &pattern{r: rand.NewChaCha8([32]byte{1}), n: size}
+	if _, err := io.CopyBuffer(w, io.TeeReader(src, wantHash), make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, info, err := s.NewReader(context.Background(), key, compute.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	gotHash := sha256.New()
+	n, err := io.CopyBuffer(gotHash, r, make([]byte, 1<<20))
+	if err != nil || n != size || info.Size != size {
+		t.Fatalf("read %d bytes (size %d), %v; want %d", n, info.Size, err, size)
+	}
+	if !bytes.Equal(gotHash.Sum(nil), wantHash.Sum(nil)) {
+		t.Fatal("large object differs")
+	}
+}

@@ -1,0 +1,66 @@
+package compute
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// Store is where the objects a job reads and writes live: a folder, an S3
+// bucket, a Cloud Storage bucket. Keys are the store's own names for
+// objects ("runs/a.csv"), never URL-encoded.
+//
+// Implementations return errors that wrap one of the storage kinds below
+// (ErrNotFound, ErrPermission, ErrExists, ErrTransient, ErrInvalidKey) when
+// one applies, so that front ends can choose between retrying, reporting
+// and dropping without knowing the provider.
+type Store interface {
+	// NewReader opens the object at key for one streaming read. A read cut
+	// short by the network fails; it never ends early with io.EOF.
+	NewReader(ctx context.Context, key string, opts ReadOptions) (io.ReadCloser, ObjectInfo, error)
+
+	// NewWriter starts writing the object at key. Nothing is visible until
+	// Close returns nil; if ctx is done before that, Close fails and
+	// nothing is left behind: no object, no partial upload.
+	NewWriter(ctx context.Context, key string, opts WriteOptions) (io.WriteCloser, error)
+}
+
+// ReadOptions select what NewReader reads.
+type ReadOptions struct {
+	// Version, when set, reads exactly that version of the object (an S3
+	// version id, a Cloud Storage generation) and fails with ErrNotFound
+	// when it is gone.
+	Version string
+	// ETag, when set, reads the object only while its ETag is this one,
+	// for stores without versions; otherwise ErrNotFound.
+	ETag string
+	// Offset and Length select a byte range; Length < 0 (or 0 with
+	// Offset 0) means to the end.
+	Offset, Length int64
+}
+
+// ObjectInfo describes an object opened for reading.
+type ObjectInfo struct {
+	Size    int64  // bytes in the whole object; -1 when unknown
+	Version string // version id or generation; "" when the store has none
+	ETag    string // entity tag; "" when the store has none
+}
+
+// WriteOptions shape what NewWriter creates.
+type WriteOptions struct {
+	// IfNotExists makes the write create-only: Close fails with ErrExists
+	// when an object is already at the key, and leaves that object as it
+	// was. Concurrent duplicate writers thus leave exactly one result.
+	IfNotExists bool
+	// ContentType is recorded with the object where the store keeps one.
+	ContentType string
+}
+
+// Storage error kinds.
+var (
+	ErrNotFound   = errors.New("object not found")
+	ErrPermission = errors.New("permission denied")
+	ErrExists     = errors.New("object already exists")
+	ErrTransient  = errors.New("transient storage failure")
+	ErrInvalidKey = errors.New("invalid object key")
+)
