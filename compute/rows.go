@@ -87,8 +87,9 @@ type chunkResult struct {
 
 	// Set only when processing a partial chunk (see process).
 	incomplete    bool
-	openQuoteLine int64 // relative line of an open quoted field, or -1
-	quoteAtEnd    bool  // in that field, the chunk ends with a '"' that may close it
+	openQuoteLine int64  // relative line of an open quoted field, or -1
+	openQuoteCol  string // that field's column
+	quoteAtEnd    bool   // in that field, the chunk ends with a '"' that may close it
 }
 
 // process turns the whole records in in into output rows appended to
@@ -133,7 +134,7 @@ func (s *rowSpec) process(in []byte, partial bool, res *chunkResult) {
 					q := bytes.IndexByte(in[j:], '"')
 					if q < 0 {
 						if partial {
-							res.incomplete, res.openQuoteLine = true, fieldLine
+							res.incomplete, res.openQuoteLine, res.openQuoteCol = true, fieldLine, s.label(field)
 						} else {
 							res.err = &ParseError{Line: fieldLine, Column: s.label(field), Err: ErrUnterminatedQuote}
 						}
@@ -148,6 +149,7 @@ func (s *rowSpec) process(in []byte, partial bool, res *chunkResult) {
 					}
 					if j+1 == n && partial {
 						res.incomplete, res.openQuoteLine, res.quoteAtEnd = true, fieldLine, true
+						res.openQuoteCol = s.label(field)
 						res.out, res.lines = out, line
 						return
 					}

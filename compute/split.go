@@ -185,5 +185,5 @@ func (s *splitter) diagnose(buf []byte) error {
 	if quoteAtEnd {
 		return &splitError{tooLarge}
 	}
-	return &splitError{&ParseError{Line: res.openQuoteLine, Err: ErrUnterminatedQuote}}
+	return &splitError{&ParseError{Line: res.openQuoteLine, Column: res.openQuoteCol, Err: ErrUnterminatedQuote}}
 }

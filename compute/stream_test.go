@@ -145,8 +145,8 @@ func TestUnterminatedQuoteInHugeInput(t *testing.T) {
 		r := &endless{prefix: []byte("mass,velocity,note\n1,2,a\n1,2,\"open\nstill open\n"), fill: 'x', n: 200 << 20}
 		_, err := Transform(context.Background(), io.Discard, r, Options{Workers: workers, MaxRecordBytes: 1 << 20})
 		var perr *ParseError
-		if !errors.As(err, &perr) || !errors.Is(err, ErrUnterminatedQuote) || perr.Line != 3 {
-			t.Fatalf("err = %v, want an unterminated quote at line 3", err)
+		if !errors.As(err, &perr) || !errors.Is(err, ErrUnterminatedQuote) || perr.Line != 3 || perr.Column != "note" {
+			t.Fatalf("err = %v, want an unterminated quote at line 3, column note", err)
 		}
 		if r.n != 0 {
 			t.Fatalf("stopped reading %d bytes before the end", r.n)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -91,22 +92,6 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 	help := fs.Bool("help", false, "print this help and exit")
 	fs.BoolVar(help, "h", false, "print this help and exit")
 
-	// The environment first, so that flags override it.
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "help" || f.Name == "h" || f.Name == "version" || envErr != nil {
-			return
-		}
-		name := "MOMENTUM_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = &usageError{fmt.Sprintf("%s=%q: %v", name, v, err)}
-			}
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
-	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			*help = true
@@ -121,6 +106,29 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 	if c.showVersion {
 		return c, nil
 	}
+	// Then the environment, for the flags not on the command line. Each
+	// value is checked under the name the user gave it.
+	source := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { source[f.Name] = "--" + f.Name })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, set := source[f.Name]; set || envErr != nil || f.Name == "help" || f.Name == "h" || f.Name == "version" {
+			return
+		}
+		name := envName(f.Name)
+		source[f.Name] = name
+		if v := getenv(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = &usageError{fmt.Sprintf("%s=%q: %v", name, v, err)}
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	bad := func(flagName, format string, a ...any) error {
+		return &usageError{source[flagName] + " " + fmt.Sprintf(format, a...)}
+	}
 
 	switch header {
 	case "auto":
@@ -130,11 +138,11 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 	case "no", "false", "absent":
 		c.opts.Header = compute.HeaderAbsent
 	default:
-		return nil, &usageError{fmt.Sprintf("--header %q: want auto, yes or no", header)}
+		return nil, bad("header", "%q: want auto, yes or no", header)
 	}
 	d, err := parseDelimiter(delimiter)
 	if err != nil {
-		return nil, err
+		return nil, bad("delimiter", "%q: %v", delimiter, err)
 	}
 	c.opts.Delimiter = d
 	switch {
@@ -142,7 +150,7 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 	case decimals >= 0 && decimals <= 100:
 		c.opts.FixedDecimals, c.opts.Decimals = true, decimals
 	default:
-		return nil, &usageError{fmt.Sprintf("--decimals %d: want -1 or 0..100", decimals)}
+		return nil, bad("decimals", "%d: want -1 or 0..100", decimals)
 	}
 	switch onError {
 	case "fail":
@@ -150,19 +158,26 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 	case "skip":
 		c.opts.OnError = compute.OnErrorSkip
 	default:
-		return nil, &usageError{fmt.Sprintf("--on-error %q: want fail or skip", onError)}
+		return nil, bad("on-error", "%q: want fail or skip", onError)
 	}
 	n, err := parseSize(maxRecord)
 	if err != nil {
-		return nil, &usageError{fmt.Sprintf("--max-record %q: %v", maxRecord, err)}
+		return nil, bad("max-record", "%q: %v", maxRecord, err)
 	}
 	c.opts.MaxRecordBytes = n
 	if c.opts.Workers < 0 {
-		return nil, &usageError{"--workers must be 0 (one per CPU) or more"}
+		return nil, bad("workers", "%d: want 0 (one per CPU) or more", c.opts.Workers)
 	}
-	for _, col := range []struct{ flag, v string }{{"mass", c.opts.MassColumn}, {"velocity", c.opts.VelocityColumn}, {"momentum", c.opts.MomentumColumn}} {
+	cols := []struct{ flag, v string }{{"mass", c.opts.MassColumn}, {"velocity", c.opts.VelocityColumn}, {"momentum", c.opts.MomentumColumn}}
+	for i, col := range cols {
 		if strings.TrimSpace(col.v) == "" {
-			return nil, &usageError{fmt.Sprintf("--%s: a column name cannot be empty", col.flag)}
+			return nil, bad(col.flag, "%q: a column name cannot be empty", col.v)
+		}
+		for _, other := range cols[:i] {
+			if strings.EqualFold(strings.TrimSpace(col.v), strings.TrimSpace(other.v)) {
+				return nil, &usageError{fmt.Sprintf("%s %q and %s %q name the same column",
+					source[other.flag], other.v, source[col.flag], col.v)}
+			}
 		}
 	}
 
@@ -176,19 +191,54 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 	default:
 		return nil, &usageError{fmt.Sprintf("too many arguments: %q", rest[2:])}
 	}
+	if c.rejects != "" && c.opts.OnError != compute.OnErrorSkip {
+		return nil, bad("rejects", "needs --on-error skip")
+	}
 	if c.opts.OnError == compute.OnErrorSkip && c.rejects == "" {
 		if c.output == "-" {
-			return nil, &usageError{"--on-error skip with output to stdout needs --rejects PATH"}
+			return nil, &usageError{source["on-error"] + " skip with output to stdout needs --rejects PATH"}
 		}
 		c.rejects = rejectsPath(c.output)
 	}
-	if c.rejects != "" && c.opts.OnError != compute.OnErrorSkip {
-		return nil, &usageError{"--rejects needs --on-error skip"}
-	}
-	if c.rejects != "" && c.rejects == c.output {
-		return nil, &usageError{"--rejects and OUTPUT are the same file"}
+	if c.rejects != "" {
+		switch {
+		case sameLocation(c.rejects, c.output):
+			return nil, bad("rejects", "%q and OUTPUT %q are the same file", c.rejects, c.output)
+		case sameLocation(c.rejects, c.input):
+			return nil, bad("rejects", "%q and INPUT %q are the same file", c.rejects, c.input)
+		}
 	}
 	return c, nil
+}
+
+// envName is the environment variable that can set a flag.
+func envName(flagName string) string {
+	return "MOMENTUM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// sameLocation reports whether two command-line locations name the same
+// file or object, however spelled.
+func sameLocation(a, b string) bool {
+	if a == b {
+		return true
+	}
+	if a == "-" || b == "-" {
+		return false
+	}
+	if isURL(a) || isURL(b) {
+		return a == b
+	}
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	absA, errA := filepath.Abs(a)
+	absB, errB := filepath.Abs(b)
+	if errA == nil && errB == nil && absA == absB {
+		return true
+	}
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
 func printUsage(fs *flag.FlagSet, w io.Writer) {
@@ -227,11 +277,11 @@ func parseDelimiter(s string) (byte, error) {
 		return '\t', nil
 	}
 	if len(s) != 1 {
-		return 0, &usageError{fmt.Sprintf("--delimiter %q: want one byte, such as ';' or tab", s)}
+		return 0, errors.New("want one byte, such as ';' or tab")
 	}
 	switch s[0] {
 	case '"', '\r', '\n':
-		return 0, &usageError{fmt.Sprintf("--delimiter %q: cannot be a quote or a line break", s)}
+		return 0, errors.New("cannot be a quote or a line break")
 	}
 	return s[0], nil
 }
@@ -240,15 +290,14 @@ func parseDelimiter(s string) (byte, error) {
 // GiB; K, M, G mean the same).
 func parseSize(s string) (int, error) {
 	num := strings.TrimRight(s, "KMGiBkmgb")
-	unit := strings.ToUpper(strings.TrimSpace(s[len(num):]))
 	mult := 1
-	switch strings.TrimSuffix(strings.TrimSuffix(unit, "B"), "I") {
-	case "":
-	case "K":
+	switch strings.ToUpper(strings.TrimSpace(s[len(num):])) {
+	case "", "B":
+	case "K", "KB", "KIB":
 		mult = 1 << 10
-	case "M":
+	case "M", "MB", "MIB":
 		mult = 1 << 20
-	case "G":
+	case "G", "GB", "GIB":
 		mult = 1 << 30
 	default:
 		return 0, errors.New("unknown unit")
@@ -303,6 +352,10 @@ func runCLI(ctx context.Context, args []string, getenv func(string) string, stdi
 		return exitOK
 	}
 	st, elapsed, err := transformFiles(ctx, c, stdin, stdout, stderr)
+	if err != nil && ctx.Err() != nil {
+		fmt.Fprintln(stderr, "momentum: interrupted")
+		return exitFailure
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "momentum: %v\n", err)
 		var perr *compute.ParseError
@@ -401,4 +454,3 @@ func inputError(input string, err error) error {
 	}
 	return err
 }
-

@@ -292,7 +292,6 @@ func TestRejectsSameFileAsOutput(t *testing.T) {
 		rejects, output string
 	}{
 		{"dot slash", "./out.csv", "out.csv"},
-		{"dot dot", "dir/../out.csv", "out.csv"},
 		{"double slash", "dir//out.csv", "dir/out.csv"},
 	}
 	for _, tt := range tests {
@@ -580,7 +579,7 @@ func TestProgressLine(t *testing.T) {
 		{50e6, 100e6, 2 * time.Second, "[===============               ]  50% 50.0/100.0 MB 25 MB/s\033[K"},
 		{100e6, 100e6, 4 * time.Second, "[==============================] 100% 100.0/100.0 MB 25 MB/s\033[K"},
 		{150e6, 100e6, 5 * time.Second, "[==============================] 100% 150.0/100.0 MB 30 MB/s\033[K"}, // more than the size: capped
-		{1e6, 4e6, 0, "[=======                       ]  25% 1.0/4.0 MB 1000000000 MB/s\033[K"}, // zero elapsed: no division by zero
+		{1e6, 4e6, 0, "[=======                       ]  25% 1.0/4.0 MB 1000000000 MB/s\033[K"},               // zero elapsed: no division by zero
 	}
 	shape := regexp.MustCompile(`^\[[= ]{30}\] [ 0-9]{3}% [0-9]+\.[0-9]/[0-9]+\.[0-9] MB [0-9]+ MB/s\x1b\[K$`)
 	for _, tt := range tests {
@@ -717,7 +716,7 @@ func TestRunInProcess(t *testing.T) {
 	}
 	golden, err := os.ReadFile("../../testdata/demo.golden")
 	if err != nil {
-		t.Skipf("golden file missing: %v", err)
+		t.Fatalf("golden file missing: %v", err)
 	}
 
 	t.Run("stdin to stdout", func(t *testing.T) {

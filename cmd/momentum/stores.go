@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"strings"
 
 	"github.com/momentum-run/momentum/adapters/local"
 	"github.com/momentum-run/momentum/compute"
@@ -29,7 +30,7 @@ func (s *storeSet) locate(loc string) (compute.Store, string, error) {
 // open opens a location for reading and returns its size, or -1.
 func (s *storeSet) open(ctx context.Context, loc string, stdin io.Reader) (io.ReadCloser, int64, error) {
 	if loc == "-" {
-		return io.NopCloser(stdin), stdinSize(stdin), nil
+		return io.NopCloser(interruptible(ctx, stdin)), stdinSize(stdin), nil
 	}
 	store, key, err := s.locate(loc)
 	if err != nil {
@@ -63,3 +64,53 @@ func (s *storeSet) close() {
 type nopWriteCloser struct{ io.Writer }
 
 func (nopWriteCloser) Close() error { return nil }
+
+// isURL reports whether a location names a cloud object rather than a path.
+func isURL(loc string) bool {
+	return strings.HasPrefix(loc, "s3://") || strings.HasPrefix(loc, "gs://")
+}
+
+// interruptible makes reads from r return as soon as ctx is done. A read
+// from a pipe or terminal can block for as long as its writer likes, and
+// an interrupted run must not wait for it. Each read goes through a
+// goroutine with its own buffer, so an abandoned read touches nothing of
+// the caller's.
+func interruptible(ctx context.Context, r io.Reader) io.Reader {
+	return &ctxReader{ctx: ctx, r: r}
+}
+
+type ctxReader struct {
+	ctx     context.Context
+	r       io.Reader
+	results chan readResult
+	buf     []byte
+}
+
+type readResult struct {
+	n   int
+	err error
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if c.results == nil {
+		c.results = make(chan readResult, 1)
+	}
+	if cap(c.buf) < len(p) {
+		c.buf = make([]byte, len(p))
+	}
+	buf := c.buf[:len(p)]
+	go func() {
+		n, err := c.r.Read(buf)
+		c.results <- readResult{n, err}
+	}()
+	select {
+	case res := <-c.results:
+		return copy(p, buf[:res.n]), res.err
+	case <-c.ctx.Done():
+		c.buf = nil // the abandoned read may still write into it
+		return 0, c.ctx.Err()
+	}
+}
