@@ -1,0 +1,458 @@
+// Package gcs is a compute.Store on a Google Cloud Storage bucket.
+//
+// Objects are named by URLs of the form
+//
+//	gs://bucket/object
+//
+// where the object name is taken as it stands, never URL-decoded:
+// gs://b/runs/100%.csv is the object "runs/100%.csv" in bucket "b". A Store
+// serves one bucket and its keys are object names.
+//
+// Reads stream one object, or a byte range of it, pinned to the generation
+// the first response came from, so a read resumed after a network failure
+// never mixes two versions; ReadOptions.Version is a generation. A writer
+// streams a resumable upload in chunks of 8 MiB, so memory stays
+// bounded however large the object is; the object appears only when Close
+// returns nil, and cancelling the writer's context abandons the upload,
+// which Cloud Storage never publishes.
+//
+// The client honours STORAGE_EMULATOR_HOST, so New reaches an emulator
+// such as fake-gcs-server when it is set.
+//
+// Errors wrap the compute storage kinds: a missing object, bucket or
+// generation is compute.ErrNotFound, 401 and 403 compute.ErrPermission, a
+// create-only write that finds an object compute.ErrExists, and 408, 429,
+// 5xx, timeouts, resets and reads cut short compute.ErrTransient; the
+// original error stays in the chain and in the text.
+package gcs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"unicode/utf8"
+
+	"cloud.google.com/go/storage"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/momentum-run/momentum/compute"
+)
+
+// chunkSize is the size of each request of a resumable upload, and so the
+// memory a writer holds: the client buffers one chunk to resend it after a
+// transient failure. Objects smaller than this go up in one request. It is
+// a multiple of 256 KiB, as Cloud Storage requires.
+const chunkSize = 8 << 20
+
+// Store reads and writes the objects of one bucket. Its methods are safe
+// for concurrent use. Its zero value is not usable: use New or
+// NewFromClient.
+type Store struct {
+	client *storage.Client
+	name   string // the bucket's
+	owned  bool   // Close closes client
+}
+
+var _ compute.Store = (*Store)(nil)
+
+// New returns a store for bucket, with a client of its own made by
+// storage.NewClient from opts (credentials, endpoint, HTTP client). Close
+// releases it. No request is made: a missing bucket shows on first use.
+func New(ctx context.Context, bucket string, opts ...option.ClientOption) (*Store, error) {
+	if bucket == "" {
+		return nil, errors.New("gcs: no bucket")
+	}
+	// Reads use the JSON API, as every other call does, rather than the
+	// client's default XML API: its errors are the same JSON errors as the
+	// rest (a 404 is storage.ErrObjectNotExist), it is the API the client
+	// will default to, and emulators route it by path alone, while
+	// fake-gcs-server routes an XML download only when the request's Host
+	// is the public host it was configured with. opts come after it, so a
+	// caller may still choose storage.WithXMLReads.
+	client, err := storage.NewClient(ctx, append([]option.ClientOption{storage.WithJSONReads()}, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("gcs: %w", err)
+	}
+	s := NewFromClient(client, bucket)
+	s.owned = true
+	return s, nil
+}
+
+// NewFromClient returns a store for bucket that uses client, which the
+// caller keeps: Close leaves it open. A client made without
+// storage.WithJSONReads reads through the XML API, which works with Cloud
+// Storage but not with every emulator.
+func NewFromClient(client *storage.Client, bucket string) *Store {
+	return &Store{client: client, name: bucket}
+}
+
+// object returns a handle on the object at key. Handles are made per call,
+// so they take up the client's retry settings as they are then.
+func (s *Store) object(key string) *storage.ObjectHandle {
+	return s.client.Bucket(s.name).Object(key)
+}
+
+// Close closes the client if New made it.
+func (s *Store) Close() error {
+	if s.owned {
+		return s.client.Close()
+	}
+	return nil
+}
+
+// URL returns the gs:// URL of the object at key.
+func (s *Store) URL(key string) string { return "gs://" + s.name + "/" + key }
+
+// ParseURL splits a gs://bucket/object URL into bucket and object name.
+// The name is kept as written: "%2B" stays three characters.
+func ParseURL(u string) (bucket, key string, err error) {
+	rest, ok := strings.CutPrefix(u, "gs://")
+	if !ok {
+		return "", "", fmt.Errorf("gcs: %q is not a gs:// URL", u)
+	}
+	bucket, key, _ = strings.Cut(rest, "/")
+	if bucket == "" || key == "" {
+		return "", "", fmt.Errorf("%w: %q is not gs://bucket/object", compute.ErrInvalidKey, u)
+	}
+	return bucket, key, nil
+}
+
+// checkKey refuses names Cloud Storage does not allow, before any request.
+func (s *Store) checkKey(op, key string) error {
+	var why string
+	switch {
+	case key == "":
+		why = "empty object name"
+	case len(key) > 1024:
+		why = "object name longer than 1024 bytes"
+	case !utf8.ValidString(key):
+		why = "object name is not UTF-8"
+	case strings.ContainsAny(key, "\r\n"):
+		why = "object name contains a line break"
+	case key == "." || key == "..":
+		why = "object name is . or .."
+	case strings.HasPrefix(key, ".well-known/acme-challenge/"):
+		why = "object name is reserved"
+	default:
+		return nil
+	}
+	return &opError{op: op, url: s.URL(key), kind: compute.ErrInvalidKey, err: errors.New(why)}
+}
+
+// NewReader opens the object at key, or the range of it that o selects,
+// for one streaming read. ReadOptions.Version is a generation in decimal.
+// With ReadOptions.ETag the object's metadata is fetched first (one more
+// request) and the read goes ahead only if its ETag matches, pinned to the
+// generation that ETag described; ObjectInfo.ETag is then set, and is ""
+// otherwise. Pin reads with Version, which costs nothing.
+func (s *Store) NewReader(ctx context.Context, key string, o compute.ReadOptions) (io.ReadCloser, compute.ObjectInfo, error) {
+	info := compute.ObjectInfo{Size: -1}
+	if err := s.checkKey("read", key); err != nil {
+		return nil, info, err
+	}
+	if o.Offset < 0 {
+		return nil, info, s.fail("read", key, fmt.Errorf("negative offset %d", o.Offset), false)
+	}
+	obj := s.object(key)
+	if o.Version != "" {
+		gen, err := strconv.ParseInt(o.Version, 10, 64)
+		if err != nil || gen <= 0 {
+			return nil, info, &opError{op: "read", url: s.URL(key), kind: compute.ErrNotFound,
+				err: fmt.Errorf("version %q is not a generation", o.Version)}
+		}
+		obj = obj.Generation(gen)
+	}
+	if o.ETag != "" {
+		attrs, err := obj.Attrs(ctx)
+		if err != nil {
+			return nil, info, s.fail("read", key, err, false)
+		}
+		if attrs.Etag != o.ETag {
+			return nil, info, &opError{op: "read", url: s.URL(key), kind: compute.ErrNotFound,
+				err: fmt.Errorf("object changed: ETag %s, want %s", attrs.Etag, o.ETag)}
+		}
+		// Should the object be replaced from here on, the generation
+		// read is gone (ErrNotFound) or, with versioning, still the one
+		// the ETag named.
+		obj = obj.Generation(attrs.Generation)
+		info.ETag = attrs.Etag
+	}
+	length := o.Length
+	if length <= 0 {
+		length = -1 // to the end
+	}
+	r, err := obj.NewRangeReader(ctx, o.Offset, length)
+	if err != nil {
+		if httpStatus(err) == http.StatusRequestedRangeNotSatisfiable {
+			return s.pastEnd(ctx, obj, key, o.Offset, info, err)
+		}
+		return nil, info, s.fail("read", key, err, false)
+	}
+	info.Version = strconv.FormatInt(r.Attrs.Generation, 10)
+	rd := &reader{r: r, s: s, key: key, want: -1}
+	if !r.Attrs.Decompressed && r.Attrs.Size >= 0 {
+		// Attrs.Size is the whole object's, also for a range.
+		info.Size = r.Attrs.Size
+		end := r.Attrs.Size
+		if length > 0 && o.Offset+length < end {
+			end = o.Offset + length
+		}
+		rd.want = max(end-o.Offset, 0)
+	}
+	return rd, info, nil
+}
+
+// pastEnd answers a range that starts at or after the end of the object
+// as a file does: with no bytes. Cloud Storage refuses it (416), so the
+// object's size comes from its metadata.
+func (s *Store) pastEnd(ctx context.Context, obj *storage.ObjectHandle, key string, off int64, info compute.ObjectInfo, rangeErr error) (io.ReadCloser, compute.ObjectInfo, error) {
+	attrs, err := obj.Attrs(ctx)
+	if err != nil {
+		return nil, info, s.fail("read", key, err, false)
+	}
+	if off < attrs.Size {
+		return nil, info, s.fail("read", key, rangeErr, false)
+	}
+	info.Size = attrs.Size
+	info.Version = strconv.FormatInt(attrs.Generation, 10)
+	return io.NopCloser(strings.NewReader("")), info, nil
+}
+
+// reader reads one object. The client resumes a download that breaks, from
+// where it broke and at the same generation; reader adds the kinds to its
+// errors and makes sure a body that ends early is never taken for the end:
+// the client checks a whole object's CRC32C, reader the byte count of
+// every read, ranges included.
+type reader struct {
+	r    *storage.Reader
+	s    *Store
+	key  string
+	want int64 // bytes the read must yield; -1 when unknown
+	got  int64
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.got += int64(n)
+	switch {
+	case err == nil:
+		return n, nil
+	case err == io.EOF:
+		if r.want >= 0 && r.got != r.want {
+			return n, &opError{op: "read", url: r.s.URL(r.key), kind: compute.ErrTransient,
+				err: fmt.Errorf("got %d bytes, want %d: %w", r.got, r.want, io.ErrUnexpectedEOF)}
+		}
+		return n, io.EOF
+	}
+	return n, r.s.fail("read", r.key, err, false)
+}
+
+func (r *reader) Close() error {
+	if err := r.r.Close(); err != nil {
+		return r.s.fail("read", r.key, err, false)
+	}
+	return nil
+}
+
+// NewWriter starts a resumable upload of the object at key; Close commits
+// it. With WriteOptions.IfNotExists the upload carries ifGenerationMatch=0
+// and Close fails with compute.ErrExists if an object is there by then.
+//
+// Requests are retried on transient errors, the final one included, even
+// for an overwrite, which Cloud Storage calls non-idempotent: the worst a
+// retry after an ambiguous failure can do is commit these same bytes a
+// second time, as rerunning the job would, so the object still ends as
+// some writer's whole content. (A create-only write is retried anyway, its
+// precondition making it idempotent; if its first commit landed and only
+// the reply was lost, the retry reports ErrExists for the object it made.)
+func (s *Store) NewWriter(ctx context.Context, key string, o compute.WriteOptions) (io.WriteCloser, error) {
+	if err := s.checkKey("write", key); err != nil {
+		return nil, err
+	}
+	obj := s.object(key).Retryer(storage.WithPolicy(storage.RetryAlways))
+	if o.IfNotExists {
+		obj = obj.If(storage.Conditions{DoesNotExist: true})
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	w := obj.NewWriter(wctx)
+	w.ChunkSize = chunkSize
+	w.ContentType = o.ContentType
+	return &Writer{w: w, ctx: wctx, cancel: cancel, s: s, key: key}, nil
+}
+
+// Writer uploads one object. Close commits it; a write error, Abort, or
+// the context being done abandons it. It is not safe for concurrent use.
+type Writer struct {
+	w      *storage.Writer
+	ctx    context.Context // the upload's; cancel ends it
+	cancel context.CancelFunc
+	s      *Store
+	key    string
+	err    error // the first failure; the upload is abandoned
+	closed bool
+}
+
+// Write hands p to the upload, which sends a chunk whenever one fills;
+// an error may thus surface on a later Write or on Close.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.closed {
+		return 0, fmt.Errorf("write %s: writer closed", w.s.URL(w.key))
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if err := w.ctx.Err(); err != nil {
+		return 0, w.abandon(err)
+	}
+	n, err := w.w.Write(p)
+	if err != nil {
+		return n, w.abandon(err)
+	}
+	return n, nil
+}
+
+// Close finishes the upload and commits the object. After a failed Write
+// or once the context is done it commits nothing and returns the failure.
+func (w *Writer) Close() error {
+	if w.closed {
+		return fmt.Errorf("write %s: writer already closed", w.s.URL(w.key))
+	}
+	w.closed = true
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.ctx.Err(); err != nil {
+		return w.abandon(err)
+	}
+	err := w.w.Close()
+	w.cancel()
+	if err != nil {
+		return w.s.fail("write", w.key, err, true)
+	}
+	return nil
+}
+
+// Abort abandons the upload. It is safe to call more than once, and after
+// Close, where it does nothing.
+func (w *Writer) Abort() {
+	if w.err == nil && !w.closed {
+		w.abandon(context.Canceled)
+	}
+	w.closed = true
+}
+
+// abandon records err and cancels the upload's context, which stops the
+// upload goroutine and aborts its requests. It must never be followed by
+// the storage Writer's Close: that ends the body as if complete, and the
+// bytes written so far could be committed as the object.
+func (w *Writer) abandon(err error) error {
+	w.cancel()
+	w.err = w.s.fail("write", w.key, err, true)
+	return w.err
+}
+
+// fail adds the operation, the object's URL and the storage kind to err.
+func (s *Store) fail(op, key string, err error, writing bool) error {
+	var oe *opError
+	if errors.As(err, &oe) {
+		return err
+	}
+	return &opError{op: op, url: s.URL(key), kind: kindOf(err, writing), err: err}
+}
+
+// opError is a failed operation on one object. Its text is the operation,
+// the URL and the cause's text; errors.Is matches both the cause and the
+// storage kind found for it.
+type opError struct {
+	op, url string
+	kind    error // a compute storage kind, or nil
+	err     error
+}
+
+func (e *opError) Error() string { return e.op + " " + e.url + ": " + e.err.Error() }
+
+func (e *opError) Unwrap() []error {
+	if e.kind == nil {
+		return []error{e.err}
+	}
+	return []error{e.kind, e.err}
+}
+
+// kindOf finds the compute storage kind of a client error, or nil. A 412
+// is ErrExists for a write (its only precondition is that no object
+// exists) and ErrNotFound for a read (the object read is no longer
+// there).
+func kindOf(err error, writing bool) error {
+	switch {
+	case errors.Is(err, storage.ErrObjectNotExist), errors.Is(err, storage.ErrBucketNotExist):
+		return compute.ErrNotFound
+	case errors.Is(err, context.Canceled):
+		return nil // the caller's choice, not the store's failure
+	}
+	switch code := httpStatus(err); {
+	case code == http.StatusNotFound:
+		return compute.ErrNotFound
+	case code == http.StatusUnauthorized, code == http.StatusForbidden:
+		return compute.ErrPermission
+	case code == http.StatusPreconditionFailed && writing:
+		return compute.ErrExists
+	case code == http.StatusPreconditionFailed:
+		return compute.ErrNotFound
+	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
+		return compute.ErrTransient
+	case code != 0:
+		return nil
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout(),
+		errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.EPIPE),
+		errors.Is(err, net.ErrClosed),
+		strings.Contains(err.Error(), "bad CRC on read"), // a body that ended early, or was damaged
+		storage.ShouldRetry(err):
+		return compute.ErrTransient
+	}
+	return nil
+}
+
+// httpStatus is the HTTP status of a service error, translated from the
+// gRPC code for a gRPC client; 0 when err carries none.
+func httpStatus(err error) int {
+	var ge *googleapi.Error
+	if errors.As(err, &ge) {
+		return ge.Code
+	}
+	var gs interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &gs) {
+		switch gs.GRPCStatus().Code() {
+		case codes.NotFound:
+			return http.StatusNotFound
+		case codes.PermissionDenied:
+			return http.StatusForbidden
+		case codes.Unauthenticated:
+			return http.StatusUnauthorized
+		case codes.FailedPrecondition:
+			return http.StatusPreconditionFailed
+		case codes.OutOfRange:
+			return http.StatusRequestedRangeNotSatisfiable
+		case codes.ResourceExhausted:
+			return http.StatusTooManyRequests
+		case codes.Unavailable, codes.Internal, codes.DeadlineExceeded:
+			return http.StatusServiceUnavailable
+		}
+	}
+	return 0
+}
