@@ -378,7 +378,33 @@ type opError struct {
 	err     error
 }
 
-func (e *opError) Error() string { return e.op + " " + e.url + ": " + e.err.Error() }
+// Error is one line: the operation, the URL, the kind and the server's
+// own code and message, without the client's multi-line dump.
+func (e *opError) Error() string {
+	msg := e.op + " " + e.url + ": "
+	if e.kind != nil && !errors.Is(e.err, e.kind) {
+		msg += e.kind.Error() + ": "
+	}
+	return msg + detail(e.err)
+}
+
+// detail is the short form of a client error.
+func detail(err error) string {
+	var ge *googleapi.Error
+	if errors.As(err, &ge) {
+		msg := strings.TrimSpace(ge.Message)
+		if msg == "" {
+			msg = strings.TrimSpace(ge.Body)
+		}
+		return oneLine(fmt.Sprintf("HTTP %d %s", ge.Code, msg))
+	}
+	return oneLine(err.Error())
+}
+
+// oneLine joins the lines of s, so that a message stays one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
 
 func (e *opError) Unwrap() []error {
 	if e.kind == nil {

@@ -434,11 +434,11 @@ func transformFiles(ctx context.Context, c *cliConfig, stdin io.Reader, stdout, 
 		if err := rejects.Close(); err != nil {
 			cancel()
 			out.Close()
-			return st, 0, fmt.Errorf("%s: %w", c.rejects, err)
+			return st, 0, err
 		}
 	}
 	if err := out.Close(); err != nil {
-		return st, 0, fmt.Errorf("%s: %w", c.output, err)
+		return st, 0, err
 	}
 	return st, time.Since(start), nil
 }

@@ -2,29 +2,79 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 
+	"github.com/momentum-run/momentum/adapters/gcs"
 	"github.com/momentum-run/momentum/adapters/local"
+	"github.com/momentum-run/momentum/adapters/s3"
 	"github.com/momentum-run/momentum/compute"
 )
 
 // storeSet opens the stores that the command line's locations name, each
-// once: "-" is stdin or stdout, anything else a local path.
+// once: "-" is stdin or stdout, s3://bucket/key an S3 object,
+// gs://bucket/object a Cloud Storage object, anything else a local path.
+// Cloud clients are made only when a location needs them, so a local run
+// starts as fast as it can.
 type storeSet struct {
-	files *local.Store
+	files   *local.Store
+	buckets map[string]compute.Store // by scheme://bucket
+	closers []func() error
 }
 
 // locate returns the store holding a location, and the key within it.
-func (s *storeSet) locate(loc string) (compute.Store, string, error) {
-	if s.files == nil {
-		files, err := local.NewStore("")
+func (s *storeSet) locate(ctx context.Context, loc string) (compute.Store, string, error) {
+	scheme, bucket, key, ok := splitURL(loc)
+	if !ok {
+		if s.files == nil {
+			files, err := local.NewStore("")
+			if err != nil {
+				return nil, "", err
+			}
+			s.files = files
+			s.closers = append(s.closers, files.Close)
+		}
+		return s.files, loc, nil
+	}
+	if bucket == "" || key == "" || strings.HasSuffix(key, "/") {
+		return nil, "", &usageError{fmt.Sprintf("%q: want %s://BUCKET/KEY", loc, scheme)}
+	}
+	id := scheme + "://" + bucket
+	if store, ok := s.buckets[id]; ok {
+		return store, key, nil
+	}
+	var store compute.Store
+	switch scheme {
+	case "s3":
+		st, err := s3.New(ctx, bucket)
 		if err != nil {
 			return nil, "", err
 		}
-		s.files = files
+		store = st
+	case "gs":
+		st, err := gcs.New(ctx, bucket)
+		if err != nil {
+			return nil, "", err
+		}
+		store = st
+		s.closers = append(s.closers, st.Close)
 	}
-	return s.files, loc, nil
+	if s.buckets == nil {
+		s.buckets = map[string]compute.Store{}
+	}
+	s.buckets[id] = store
+	return store, key, nil
+}
+
+// splitURL splits s3://bucket/key or gs://bucket/key.
+func splitURL(loc string) (scheme, bucket, key string, ok bool) {
+	scheme, rest, found := strings.Cut(loc, "://")
+	if !found || (scheme != "s3" && scheme != "gs") {
+		return "", "", "", false
+	}
+	bucket, key, _ = strings.Cut(rest, "/")
+	return scheme, bucket, key, true
 }
 
 // open opens a location for reading and returns its size, or -1.
@@ -32,7 +82,7 @@ func (s *storeSet) open(ctx context.Context, loc string, stdin io.Reader) (io.Re
 	if loc == "-" {
 		return io.NopCloser(interruptible(ctx, stdin)), stdinSize(stdin), nil
 	}
-	store, key, err := s.locate(loc)
+	store, key, err := s.locate(ctx, loc)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -48,7 +98,7 @@ func (s *storeSet) create(ctx context.Context, loc string, stdout io.Writer) (io
 	if loc == "-" {
 		return nopWriteCloser{stdout}, nil
 	}
-	store, key, err := s.locate(loc)
+	store, key, err := s.locate(ctx, loc)
 	if err != nil {
 		return nil, err
 	}
@@ -56,8 +106,8 @@ func (s *storeSet) create(ctx context.Context, loc string, stdout io.Writer) (io
 }
 
 func (s *storeSet) close() {
-	if s.files != nil {
-		s.files.Close()
+	for _, c := range s.closers {
+		c()
 	}
 }
 
@@ -67,7 +117,8 @@ func (nopWriteCloser) Close() error { return nil }
 
 // isURL reports whether a location names a cloud object rather than a path.
 func isURL(loc string) bool {
-	return strings.HasPrefix(loc, "s3://") || strings.HasPrefix(loc, "gs://")
+	_, _, _, ok := splitURL(loc)
+	return ok
 }
 
 // interruptible makes reads from r return as soon as ctx is done. A read
