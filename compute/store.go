@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 )
 
 // Store is where the objects a job reads and writes live: a folder, an S3
@@ -64,3 +65,32 @@ var (
 	ErrTransient  = errors.New("transient storage failure")
 	ErrInvalidKey = errors.New("invalid object key")
 )
+
+// A StoreError is a failed operation on one object. errors.Is matches
+// both its Kind and its cause; its text is one line.
+type StoreError struct {
+	Op     string // what was attempted: "read", "write"
+	URL    string // the object, such as s3://bucket/key
+	Kind   error  // one of the storage kinds above, or nil
+	Err    error  // the cause
+	Detail string // the cause in short, on one line; "" means Err's text
+}
+
+func (e *StoreError) Error() string {
+	msg := e.Op + " " + e.URL + ": "
+	if e.Kind != nil && !errors.Is(e.Err, e.Kind) {
+		msg += e.Kind.Error() + ": "
+	}
+	detail := e.Detail
+	if detail == "" {
+		detail = e.Err.Error()
+	}
+	return msg + strings.Join(strings.Fields(detail), " ")
+}
+
+func (e *StoreError) Unwrap() []error {
+	if e.Kind == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Kind, e.Err}
+}

@@ -145,7 +145,7 @@ func (s *Store) checkKey(op, key string) error {
 	default:
 		return nil
 	}
-	return &opError{op: op, url: s.URL(key), kind: compute.ErrInvalidKey, err: errors.New(why)}
+	return &compute.StoreError{Op: op, URL: s.URL(key), Kind: compute.ErrInvalidKey, Err: errors.New(why)}
 }
 
 // NewReader opens the object at key, or the range of it that o selects,
@@ -166,8 +166,8 @@ func (s *Store) NewReader(ctx context.Context, key string, o compute.ReadOptions
 	if o.Version != "" {
 		gen, err := strconv.ParseInt(o.Version, 10, 64)
 		if err != nil || gen <= 0 {
-			return nil, info, &opError{op: "read", url: s.URL(key), kind: compute.ErrNotFound,
-				err: fmt.Errorf("version %q is not a generation", o.Version)}
+			return nil, info, &compute.StoreError{Op: "read", URL: s.URL(key), Kind: compute.ErrNotFound,
+				Err: fmt.Errorf("version %q is not a generation", o.Version)}
 		}
 		obj = obj.Generation(gen)
 	}
@@ -177,8 +177,8 @@ func (s *Store) NewReader(ctx context.Context, key string, o compute.ReadOptions
 			return nil, info, s.fail("read", key, err, false)
 		}
 		if attrs.Etag != o.ETag {
-			return nil, info, &opError{op: "read", url: s.URL(key), kind: compute.ErrNotFound,
-				err: fmt.Errorf("object changed: ETag %s, want %s", attrs.Etag, o.ETag)}
+			return nil, info, &compute.StoreError{Op: "read", URL: s.URL(key), Kind: compute.ErrNotFound,
+				Err: fmt.Errorf("object changed: ETag %s, want %s", attrs.Etag, o.ETag)}
 		}
 		// Should the object be replaced from here on, the generation
 		// read is gone (ErrNotFound) or, with versioning, still the one
@@ -248,8 +248,8 @@ func (r *reader) Read(p []byte) (int, error) {
 		return n, nil
 	case err == io.EOF:
 		if r.want >= 0 && r.got != r.want {
-			return n, &opError{op: "read", url: r.s.URL(r.key), kind: compute.ErrTransient,
-				err: fmt.Errorf("got %d bytes, want %d: %w", r.got, r.want, io.ErrUnexpectedEOF)}
+			return n, &compute.StoreError{Op: "read", URL: r.s.URL(r.key), Kind: compute.ErrTransient,
+				Err: fmt.Errorf("got %d bytes, want %d: %w", r.got, r.want, io.ErrUnexpectedEOF)}
 		}
 		return n, io.EOF
 	}
@@ -362,30 +362,11 @@ func (w *Writer) abandon(err error) error {
 
 // fail adds the operation, the object's URL and the storage kind to err.
 func (s *Store) fail(op, key string, err error, writing bool) error {
-	var oe *opError
-	if errors.As(err, &oe) {
+	var se *compute.StoreError
+	if errors.As(err, &se) {
 		return err
 	}
-	return &opError{op: op, url: s.URL(key), kind: kindOf(err, writing), err: err}
-}
-
-// opError is a failed operation on one object. Its text is the operation,
-// the URL and the cause's text; errors.Is matches both the cause and the
-// storage kind found for it.
-type opError struct {
-	op, url string
-	kind    error // a compute storage kind, or nil
-	err     error
-}
-
-// Error is one line: the operation, the URL, the kind and the server's
-// own code and message, without the client's multi-line dump.
-func (e *opError) Error() string {
-	msg := e.op + " " + e.url + ": "
-	if e.kind != nil && !errors.Is(e.err, e.kind) {
-		msg += e.kind.Error() + ": "
-	}
-	return msg + detail(e.err)
+	return &compute.StoreError{Op: op, URL: s.URL(key), Kind: kindOf(err, writing), Err: err, Detail: detail(err)}
 }
 
 // detail is the short form of a client error.
@@ -396,21 +377,9 @@ func detail(err error) string {
 		if msg == "" {
 			msg = strings.TrimSpace(ge.Body)
 		}
-		return oneLine(fmt.Sprintf("HTTP %d %s", ge.Code, msg))
+		return fmt.Sprintf("HTTP %d %s", ge.Code, msg)
 	}
-	return oneLine(err.Error())
-}
-
-// oneLine joins the lines of s, so that a message stays one line.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
-
-func (e *opError) Unwrap() []error {
-	if e.kind == nil {
-		return []error{e.err}
-	}
-	return []error{e.kind, e.err}
+	return err.Error()
 }
 
 // kindOf finds the compute storage kind of a client error, or nil. A 412

@@ -335,7 +335,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 		return 0, fmt.Errorf("s3: write s3://%s/%s: writer closed", w.s.bucket, w.key)
 	}
 	if w.failed.Load() {
-		return 0, w.failure()
+		// fail waits for the abort under way, so that a failed Write
+		// means no upload is left.
+		return 0, w.fail(w.failure())
 	}
 	n := 0
 	for len(p) > 0 {
@@ -429,7 +431,7 @@ func (w *Writer) startPart() error {
 	w.mu.Lock()
 	if err := w.err; err != nil {
 		w.mu.Unlock()
-		return err
+		return w.fail(err)
 	}
 	w.part++
 	w.parts = append(w.parts, types.CompletedPart{})
@@ -616,36 +618,11 @@ func (s *Store) wrap(op, key string, err error, precondition error) error {
 	if err == nil {
 		return nil
 	}
-	var oe *opError
-	if errors.As(err, &oe) {
+	var se *compute.StoreError
+	if errors.As(err, &se) {
 		return err
 	}
-	return &opError{op: op, url: "s3://" + s.bucket + "/" + key, kind: kind(err, precondition), err: err}
-}
-
-// opError is a failed operation on one object. errors.Is matches both the
-// cause and the storage kind found for it.
-type opError struct {
-	op, url string
-	kind    error // a compute storage kind, or nil
-	err     error
-}
-
-// Error is one line: the operation, the URL, the kind and S3's own error
-// code and message, without the request ids the SDK adds.
-func (e *opError) Error() string {
-	msg := e.op + " " + e.url + ": "
-	if e.kind != nil && !errors.Is(e.err, e.kind) {
-		msg += e.kind.Error() + ": "
-	}
-	return msg + detail(e.err)
-}
-
-func (e *opError) Unwrap() []error {
-	if e.kind == nil {
-		return []error{e.err}
-	}
-	return []error{e.kind, e.err}
+	return &compute.StoreError{Op: op, URL: "s3://" + s.bucket + "/" + key, Kind: kind(err, precondition), Err: err, Detail: detail(err)}
 }
 
 // detail is the short form of an SDK error.
@@ -659,9 +636,9 @@ func detail(err error) string {
 		if code := statusOf(err); code != 0 {
 			d += fmt.Sprintf(" (HTTP %d)", code)
 		}
-		return strings.Join(strings.Fields(d), " ")
+		return d
 	}
-	return strings.Join(strings.Fields(err.Error()), " ")
+	return err.Error()
 }
 
 // kind is the storage kind of an SDK or network error, or nil.
