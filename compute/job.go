@@ -1,0 +1,192 @@
+package compute
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// A Job moves one object through the kernel, as the event-driven front
+// ends need it: it reads the exact object an event named, writes the
+// result create-only, and sorts failures into those worth retrying and
+// those that are the input's fault.
+type Job struct {
+	Input    Store
+	InputKey string
+	Read     ReadOptions // the version or ETag the event named, if any
+
+	Output    Store
+	OutputKey string
+	// RejectsKey receives the rejects in OnErrorSkip mode, in Output.
+	RejectsKey string
+	// ReportKey, when set, receives a JSON report (a JobReport) of a
+	// permanent failure, in Output.
+	ReportKey string
+
+	Options Options // Rejects is set by the job
+}
+
+// Outcome is how a job ended.
+type Outcome string
+
+const (
+	// Done: the output was written.
+	Done Outcome = "done"
+	// Duplicate: the output was already there, from an earlier delivery
+	// of the same event; nothing was written.
+	Duplicate Outcome = "duplicate"
+	// AlreadyProcessed: the input has a momentum column, so it is an
+	// output itself; nothing was written. This is the loop guard.
+	AlreadyProcessed Outcome = "already-processed"
+	// Failed: the input cannot be processed (bad data, object gone);
+	// retrying would not help. Nothing but the report was written.
+	Failed Outcome = "failed"
+)
+
+// JobResult is what a job did.
+type JobResult struct {
+	Outcome Outcome
+	Stats   Stats
+	Err     error // why a Failed job failed
+}
+
+// JobReport is the JSON document written to ReportKey when a job fails
+// for good.
+type JobReport struct {
+	Input  string `json:"input"`
+	Error  string `json:"error"`
+	Line   int64  `json:"line,omitempty"`
+	Column string `json:"column,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Run runs the job. It returns an error only for failures worth retrying
+// (a transient storage error, a permission not yet granted, the context
+// ending): nothing is committed then, and a retry starts afresh. Failures
+// that are the input's own end with Outcome Failed and a nil error, after
+// the report is written.
+func (j *Job) Run(ctx context.Context) (JobResult, error) {
+	// A duplicate delivery finds the output there: no need to read on.
+	if r, _, err := j.Output.NewReader(ctx, j.OutputKey, ReadOptions{Length: 1}); err == nil {
+		r.Close()
+		return JobResult{Outcome: Duplicate}, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return JobResult{}, err
+	}
+
+	in, _, err := j.Input.NewReader(ctx, j.InputKey, j.Read)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidKey) {
+			return j.fail(ctx, err)
+		}
+		return JobResult{}, err
+	}
+	defer in.Close()
+
+	// Until committed, writers are aborted on the way out: their context
+	// is cancelled, then they are closed, which leaves nothing behind.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	create := WriteOptions{IfNotExists: true, ContentType: "text/csv"}
+	out, err := j.Output.NewWriter(wctx, j.OutputKey, create)
+	if err != nil {
+		return j.storageFailure(ctx, err)
+	}
+	var rejects io.WriteCloser
+	committed := false
+	defer func() {
+		if !committed {
+			cancel()
+			out.Close()
+			if rejects != nil {
+				rejects.Close()
+			}
+		}
+	}()
+	o := j.Options
+	if o.OnError == OnErrorSkip {
+		if rejects, err = j.Output.NewWriter(wctx, j.RejectsKey, create); err != nil {
+			return j.storageFailure(ctx, err)
+		}
+		o.Rejects = rejects
+	}
+
+	st, err := Transform(ctx, out, in, o)
+	if err != nil {
+		var perr *ParseError
+		switch {
+		case errors.Is(err, ErrAlreadyProcessed):
+			return JobResult{Outcome: AlreadyProcessed, Stats: st}, nil
+		case errors.As(err, &perr):
+			res, ferr := j.fail(ctx, err)
+			res.Stats = st
+			return res, ferr
+		}
+		return JobResult{Stats: st}, err // storage or context: worth a retry
+	}
+	// The rejects first: an output without its rejects would hide rows.
+	committed = true
+	if rejects != nil {
+		if err := rejects.Close(); err != nil && !errors.Is(err, ErrExists) {
+			cancel()
+			out.Close()
+			return JobResult{Stats: st}, err
+		}
+	}
+	if err := out.Close(); err != nil {
+		if errors.Is(err, ErrExists) {
+			return JobResult{Outcome: Duplicate, Stats: st}, nil
+		}
+		return JobResult{Stats: st}, err
+	}
+	return JobResult{Outcome: Done, Stats: st}, nil
+}
+
+// storageFailure sorts an error from opening a writer.
+func (j *Job) storageFailure(ctx context.Context, err error) (JobResult, error) {
+	if errors.Is(err, ErrInvalidKey) {
+		return j.fail(ctx, err)
+	}
+	return JobResult{}, err
+}
+
+// fail writes the report of a permanent failure and returns the result.
+// A report that cannot be written is itself a reason to retry: without
+// it, the failure would go unrecorded.
+func (j *Job) fail(ctx context.Context, cause error) (JobResult, error) {
+	res := JobResult{Outcome: Failed, Err: cause}
+	if j.ReportKey == "" {
+		return res, nil
+	}
+	rep := JobReport{Input: j.InputKey, Error: cause.Error()}
+	var perr *ParseError
+	if errors.As(cause, &perr) {
+		rep.Line, rep.Column, rep.Reason = perr.Line, perr.Column, perr.Reason()
+	}
+	body, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return res, err
+	}
+	if err := put(ctx, j.Output, j.ReportKey, append(body, '\n'), "application/json"); err != nil && !errors.Is(err, ErrExists) {
+		return res, fmt.Errorf("writing the failure report: %w", err)
+	}
+	return res, nil
+}
+
+// put writes a small object create-only, leaving nothing on failure.
+func put(ctx context.Context, s Store, key string, body []byte, contentType string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := s.NewWriter(ctx, key, WriteOptions{IfNotExists: true, ContentType: contentType})
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(body); err != nil {
+		cancel()
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
