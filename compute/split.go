@@ -31,7 +31,7 @@ func newSplitter(r io.Reader, maxRecord int) *splitter {
 	return &splitter{r: r, maxRecord: maxRecord, free: make(chan []byte, 16)}
 }
 
-// errInputTooLarge carries a diagnosis made by the splitter; its line is
+// splitError carries a diagnosis made by the splitter; its line is
 // relative to the start of the chunk it would have been.
 type splitError struct{ perr *ParseError }
 

@@ -176,16 +176,6 @@ func write(ctx context.Context, s *Store, key string, data []byte, o compute.Wri
 	return werr, w.Close()
 }
 
-func read(s *Store, key string, o compute.ReadOptions) ([]byte, compute.ObjectInfo, error) {
-	r, info, err := s.NewReader(context.Background(), key, o)
-	if err != nil {
-		return nil, info, err
-	}
-	defer r.Close()
-	b, err := io.ReadAll(r)
-	return b, info, err
-}
-
 func pattern(n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
@@ -260,7 +250,7 @@ func TestETag(t *testing.T) {
 		{"old generation, current ETag", compute.ReadOptions{Version: v1, ETag: attrs2.Etag}, ""},
 		{"current, range", compute.ReadOptions{ETag: attrs2.Etag, Offset: 1}, "2"},
 	} {
-		got, info, err := read(s, key, c.o)
+		got, info, err := storetest.Get(t, s, key, c.o)
 		if c.want == "" {
 			if !errors.Is(err, compute.ErrNotFound) {
 				t.Errorf("%s: %q, %v; want ErrNotFound", c.name, got, err)
@@ -272,7 +262,7 @@ func TestETag(t *testing.T) {
 		}
 	}
 	// Without ETag in the options none is fetched or reported.
-	if _, info, err := read(s, key, compute.ReadOptions{}); err != nil || info.ETag != "" || info.Version != strconv.FormatInt(attrs2.Generation, 10) {
+	if _, info, err := storetest.Get(t, s, key, compute.ReadOptions{}); err != nil || info.ETag != "" || info.Version != strconv.FormatInt(attrs2.Generation, 10) {
 		t.Errorf("plain read: %+v, %v", info, err)
 	}
 }
@@ -303,7 +293,7 @@ func TestReadOptions(t *testing.T) {
 		{strings.Repeat("k", 1025), compute.ReadOptions{}, "", -1, compute.ErrInvalidKey},
 		{"bad\xffutf8", compute.ReadOptions{}, "", -1, compute.ErrInvalidKey},
 	} {
-		got, info, err := read(s, c.key, c.o)
+		got, info, err := storetest.Get(t, s, c.key, c.o)
 		if c.kind != nil {
 			if !errors.Is(err, c.kind) {
 				t.Errorf("%.20q %+v: err = %v, want %v", c.key, c.o, err, c.kind)
@@ -346,7 +336,7 @@ func TestDeletedBetweenReads(t *testing.T) {
 	s := e.store(t, 0)
 	key := "deleted/a.csv"
 	storetest.Put(t, s, key, []byte("here"))
-	_, info, err := read(s, key, compute.ReadOptions{})
+	_, info, err := storetest.Get(t, s, key, compute.ReadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +344,7 @@ func TestDeletedBetweenReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, o := range []compute.ReadOptions{{}, {Version: info.Version}, {Offset: 2}} {
-		if _, _, err := read(s, key, o); !errors.Is(err, compute.ErrNotFound) {
+		if _, _, err := storetest.Get(t, s, key, o); !errors.Is(err, compute.ErrNotFound) {
 			t.Errorf("%+v: err = %v, want ErrNotFound", o, err)
 		}
 	}
@@ -399,11 +389,11 @@ func TestTransientRetried(t *testing.T) {
 			t.Errorf("%s: stored %d bytes, wrote %d", c.key, len(got), len(c.data))
 		}
 	}
-	got, _, err := read(s, "retry/large.csv", compute.ReadOptions{})
+	got, _, err := storetest.Get(t, s, "retry/large.csv", compute.ReadOptions{})
 	if err != nil || !bytes.Equal(got, large) {
 		t.Errorf("read large: %d bytes, %v", len(got), err)
 	}
-	got, info, err := read(s, "retry/large.csv", compute.ReadOptions{Offset: 5 << 20, Length: 3})
+	got, info, err := storetest.Get(t, s, "retry/large.csv", compute.ReadOptions{Offset: 5 << 20, Length: 3})
 	if err != nil || !bytes.Equal(got, large[5<<20:5<<20+3]) || info.Size != int64(len(large)) {
 		t.Errorf("read range: %v, size %d, %v", got, info.Size, err)
 	}
@@ -411,7 +401,7 @@ func TestTransientRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _, err = read(s, "retry/small.csv", compute.ReadOptions{ETag: attrs.Etag})
+	got, _, err = storetest.Get(t, s, "retry/small.csv", compute.ReadOptions{ETag: attrs.Etag})
 	if err != nil || !bytes.Equal(got, small) {
 		t.Errorf("read with ETag: %q, %v", got, err)
 	}
@@ -467,7 +457,7 @@ func TestResetMidDownload(t *testing.T) {
 				resets = 0
 				mu.Unlock()
 				e.put(key, data)
-				got, _, err := read(s, key, o)
+				got, _, err := storetest.Get(t, s, key, o)
 				want := data[o.Offset:]
 				if o.Length > 0 {
 					want = want[:o.Length]
@@ -512,7 +502,7 @@ func TestShortBody(t *testing.T) {
 		return true
 	})
 	for _, o := range []compute.ReadOptions{{}, {Offset: 10}, {Offset: 10, Length: 5000}} {
-		got, _, err := read(s, "short/a.csv", o)
+		got, _, err := storetest.Get(t, s, "short/a.csv", o)
 		if err == nil || !errors.Is(err, compute.ErrTransient) {
 			t.Errorf("%+v: read %d bytes, err = %v; want ErrTransient", o, len(got), err)
 		}
@@ -709,7 +699,7 @@ func TestErrorKinds(t *testing.T) {
 			fail(w, r, c.code)
 			return true
 		})
-		_, _, err := read(s, "kinds/a.csv", compute.ReadOptions{})
+		_, _, err := storetest.Get(t, s, "kinds/a.csv", compute.ReadOptions{})
 		checkKind(t, "read", c.code, err, c.kind)
 		if c.code == http.StatusTooManyRequests || c.code >= 500 {
 			continue // writes retry these until the context ends
