@@ -79,7 +79,7 @@ func (j *Job) Run(ctx context.Context) (JobResult, error) {
 	in, _, err := j.Input.NewReader(ctx, j.InputKey, j.Read)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidKey) {
-			return j.fail(ctx, err)
+			return j.Fail(ctx, err)
 		}
 		return JobResult{}, err
 	}
@@ -120,7 +120,7 @@ func (j *Job) Run(ctx context.Context) (JobResult, error) {
 		case errors.Is(err, ErrAlreadyProcessed):
 			return JobResult{Outcome: AlreadyProcessed, Stats: st}, nil
 		case errors.As(err, &perr):
-			res, ferr := j.fail(ctx, err)
+			res, ferr := j.Fail(ctx, err)
 			res.Stats = st
 			return res, ferr
 		}
@@ -147,15 +147,18 @@ func (j *Job) Run(ctx context.Context) (JobResult, error) {
 // storageFailure sorts an error from opening a writer.
 func (j *Job) storageFailure(ctx context.Context, err error) (JobResult, error) {
 	if errors.Is(err, ErrInvalidKey) {
-		return j.fail(ctx, err)
+		return j.Fail(ctx, err)
 	}
 	return JobResult{}, err
 }
 
-// fail writes the report of a permanent failure and returns the result.
-// A report that cannot be written is itself a reason to retry: without
-// it, the failure would go unrecorded.
-func (j *Job) fail(ctx context.Context, cause error) (JobResult, error) {
+// Fail records a permanent failure: it writes the report and returns the
+// result of a Failed job. Run calls it; a front end calls it for an event
+// that names no object it can read (a key that does not decode), for
+// which only Output, InputKey and ReportKey need be set. A report that
+// cannot be written is itself a reason to retry: without it, the failure
+// would go unrecorded.
+func (j *Job) Fail(ctx context.Context, cause error) (JobResult, error) {
 	res := JobResult{Outcome: Failed, Err: cause}
 	if j.ReportKey == "" {
 		return res, nil

@@ -70,115 +70,27 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 	c := &cliConfig{}
 	fs := flag.NewFlagSet("momentum", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var (
-		header    = "auto"
-		delimiter = ","
-		onError   = "fail"
-		maxRecord = "16MiB"
-		decimals  = -1
-	)
-	fs.StringVar(&c.opts.MassColumn, "mass", compute.DefaultMassColumn, "header name of the mass column (ASCII case-insensitive)")
-	fs.StringVar(&c.opts.VelocityColumn, "velocity", compute.DefaultVelocityColumn, "header name of the velocity column")
-	fs.StringVar(&c.opts.MomentumColumn, "momentum", compute.DefaultMomentumColumn, "name of the added column")
-	fs.StringVar(&header, "header", header, "whether the first record is a header: auto, yes or no\n(auto: headerless when it names no column and starts with two numbers)")
-	fs.StringVar(&delimiter, "delimiter", delimiter, "field delimiter: one byte such as ';', or 'tab'")
-	fs.IntVar(&decimals, "decimals", decimals, "print momentum with N fixed decimals; -1 prints the shortest exact form")
-	fs.StringVar(&onError, "on-error", onError, "what a bad row does: fail (stop at the first) or skip (write it to the rejects file)")
+	kernel := addKernelFlags(fs)
 	fs.StringVar(&c.rejects, "rejects", "", "rejects file for --on-error skip (default: OUTPUT with .rejects.csv)")
-	fs.StringVar(&maxRecord, "max-record", maxRecord, "largest record accepted, e.g. 1048576, 512KiB, 64MiB")
-	fs.IntVar(&c.opts.Workers, "workers", 0, "goroutines computing rows (default: one per CPU)")
 	fs.BoolVar(&c.quiet, "quiet", false, "print no progress and no summary, only errors")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
-	help := fs.Bool("help", false, "print this help and exit")
-	fs.BoolVar(help, "h", false, "print this help and exit")
 
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			*help = true
-		} else {
-			return nil, &usageError{err.Error()}
-		}
+	source, err := parseFlags(fs, args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(fs, stdout, usageText, usageFooter)
+		return nil, err
 	}
-	if *help {
-		printUsage(fs, stdout)
-		return nil, flag.ErrHelp
+	if err != nil {
+		return nil, err
 	}
 	if c.showVersion {
 		return c, nil
 	}
-	// Then the environment, for the flags not on the command line. Each
-	// value is checked under the name the user gave it.
-	source := map[string]string{}
-	fs.Visit(func(f *flag.Flag) { source[f.Name] = "--" + f.Name })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if _, set := source[f.Name]; set || envErr != nil || f.Name == "help" || f.Name == "h" || f.Name == "version" {
-			return
-		}
-		name := envName(f.Name)
-		source[f.Name] = name
-		if v := getenv(name); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = &usageError{fmt.Sprintf("%s=%q: %v", name, v, err)}
-			}
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
+	if c.opts, err = kernel.options(source); err != nil {
+		return nil, err
 	}
 	bad := func(flagName, format string, a ...any) error {
 		return &usageError{source[flagName] + " " + fmt.Sprintf(format, a...)}
-	}
-
-	switch header {
-	case "auto":
-		c.opts.Header = compute.HeaderAuto
-	case "yes", "true", "present":
-		c.opts.Header = compute.HeaderPresent
-	case "no", "false", "absent":
-		c.opts.Header = compute.HeaderAbsent
-	default:
-		return nil, bad("header", "%q: want auto, yes or no", header)
-	}
-	d, err := parseDelimiter(delimiter)
-	if err != nil {
-		return nil, bad("delimiter", "%q: %v", delimiter, err)
-	}
-	c.opts.Delimiter = d
-	switch {
-	case decimals == -1:
-	case decimals >= 0 && decimals <= 100:
-		c.opts.FixedDecimals, c.opts.Decimals = true, decimals
-	default:
-		return nil, bad("decimals", "%d: want -1 or 0..100", decimals)
-	}
-	switch onError {
-	case "fail":
-		c.opts.OnError = compute.OnErrorFail
-	case "skip":
-		c.opts.OnError = compute.OnErrorSkip
-	default:
-		return nil, bad("on-error", "%q: want fail or skip", onError)
-	}
-	n, err := parseSize(maxRecord)
-	if err != nil {
-		return nil, bad("max-record", "%q: %v", maxRecord, err)
-	}
-	c.opts.MaxRecordBytes = n
-	if c.opts.Workers < 0 {
-		return nil, bad("workers", "%d: want 0 (one per CPU) or more", c.opts.Workers)
-	}
-	cols := []struct{ flag, v string }{{"mass", c.opts.MassColumn}, {"velocity", c.opts.VelocityColumn}, {"momentum", c.opts.MomentumColumn}}
-	for i, col := range cols {
-		if strings.TrimSpace(col.v) == "" {
-			return nil, bad(col.flag, "%q: a column name cannot be empty", col.v)
-		}
-		for _, other := range cols[:i] {
-			if strings.EqualFold(strings.TrimSpace(col.v), strings.TrimSpace(other.v)) {
-				return nil, &usageError{fmt.Sprintf("%s %q and %s %q name the same column",
-					source[other.flag], other.v, source[col.flag], col.v)}
-			}
-		}
 	}
 
 	switch rest := fs.Args(); len(rest) {
@@ -241,8 +153,8 @@ func sameLocation(a, b string) bool {
 	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
-func printUsage(fs *flag.FlagSet, w io.Writer) {
-	fmt.Fprint(w, usageText)
+func printUsage(fs *flag.FlagSet, w io.Writer, text, footer string) {
+	fmt.Fprint(w, text)
 	fs.VisitAll(func(f *flag.Flag) {
 		if f.Name == "h" {
 			return
@@ -258,7 +170,7 @@ func printUsage(fs *flag.FlagSet, w io.Writer) {
 		}
 		fmt.Fprintf(w, "%s\n      %s\n", line, text)
 	})
-	fmt.Fprint(w, usageFooter)
+	fmt.Fprint(w, footer)
 }
 
 // rejectsPath puts the rejects file beside the output: out.csv gives

@@ -31,7 +31,7 @@ var bin string
 
 // buildTags are the tags the shipped binary is built with: without
 // gRPC, which the Cloud Storage client would otherwise link in.
-const buildTags = "disable_grpc_modules"
+const buildTags = "disable_grpc_modules,lambda.norpc"
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "momentum-e2e-")

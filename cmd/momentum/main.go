@@ -3,11 +3,17 @@
 //
 //	momentum [flags] [INPUT [OUTPUT]]
 //
+// The one binary runs everywhere; the environment says how:
+//
+//   - AWS_LAMBDA_RUNTIME_API set (AWS Lambda): handle S3 upload events.
+//   - otherwise, the command line.
+//
 // Run momentum --help for the flags and examples.
 package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,7 +21,16 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := runCLI(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// run picks the platform from the environment, once, and returns the
+// exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if getenv("AWS_LAMBDA_RUNTIME_API") != "" {
+		return runLambda(ctx, args, getenv, stdout, stderr)
+	}
+	return runCLI(ctx, args, getenv, stdin, stdout, stderr)
 }

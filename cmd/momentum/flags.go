@@ -1,0 +1,127 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/momentum-run/momentum/compute"
+)
+
+// kernelFlags are the kernel's options as flags, the same in every mode.
+type kernelFlags struct {
+	opts      compute.Options
+	header    string
+	delimiter string
+	onError   string
+	maxRecord string
+	decimals  int
+}
+
+func addKernelFlags(fs *flag.FlagSet) *kernelFlags {
+	k := &kernelFlags{header: "auto", delimiter: ",", onError: "fail", maxRecord: "16MiB", decimals: -1}
+	fs.StringVar(&k.opts.MassColumn, "mass", compute.DefaultMassColumn, "header name of the mass column (ASCII case-insensitive)")
+	fs.StringVar(&k.opts.VelocityColumn, "velocity", compute.DefaultVelocityColumn, "header name of the velocity column")
+	fs.StringVar(&k.opts.MomentumColumn, "momentum", compute.DefaultMomentumColumn, "name of the added column")
+	fs.StringVar(&k.header, "header", k.header, "whether the first record is a header: auto, yes or no\n(auto: headerless when it names no column and starts with two numbers)")
+	fs.StringVar(&k.delimiter, "delimiter", k.delimiter, "field delimiter: one byte such as ';', or 'tab'")
+	fs.IntVar(&k.decimals, "decimals", k.decimals, "print momentum with N fixed decimals; -1 prints the shortest exact form")
+	fs.StringVar(&k.onError, "on-error", k.onError, "what a bad row does: fail (stop at the first) or skip (write it to the rejects file)")
+	fs.StringVar(&k.maxRecord, "max-record", k.maxRecord, "largest record accepted, e.g. 1048576, 512KiB, 64MiB")
+	fs.IntVar(&k.opts.Workers, "workers", 0, "goroutines computing rows (default: one per CPU)")
+	return k
+}
+
+// parseFlags parses args, then sets each flag not on the command line
+// from its MOMENTUM_<FLAG> variable. It returns, for each flag, the name
+// the user gave it (--flag or the variable), for error messages; with
+// -h or --help it returns flag.ErrHelp.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (map[string]string, error) {
+	help := fs.Bool("help", false, "print this help and exit")
+	fs.BoolVar(help, "h", false, "print this help and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, &usageError{err.Error()}
+	}
+	if *help {
+		return nil, flag.ErrHelp
+	}
+	source := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { source[f.Name] = "--" + f.Name })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, set := source[f.Name]; set || envErr != nil || f.Name == "help" || f.Name == "h" || f.Name == "version" {
+			return
+		}
+		name := envName(f.Name)
+		source[f.Name] = name
+		if v := getenv(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = &usageError{fmt.Sprintf("%s=%q: %v", name, v, err)}
+			}
+		}
+	})
+	return source, envErr
+}
+
+// options checks the kernel flags and returns them as compute.Options.
+func (k *kernelFlags) options(source map[string]string) (compute.Options, error) {
+	o := k.opts
+	bad := func(flagName, format string, a ...any) error {
+		return &usageError{source[flagName] + " " + fmt.Sprintf(format, a...)}
+	}
+	switch k.header {
+	case "auto":
+		o.Header = compute.HeaderAuto
+	case "yes", "true", "present":
+		o.Header = compute.HeaderPresent
+	case "no", "false", "absent":
+		o.Header = compute.HeaderAbsent
+	default:
+		return o, bad("header", "%q: want auto, yes or no", k.header)
+	}
+	d, err := parseDelimiter(k.delimiter)
+	if err != nil {
+		return o, bad("delimiter", "%q: %v", k.delimiter, err)
+	}
+	o.Delimiter = d
+	switch {
+	case k.decimals == -1:
+	case k.decimals >= 0 && k.decimals <= 100:
+		o.FixedDecimals, o.Decimals = true, k.decimals
+	default:
+		return o, bad("decimals", "%d: want -1 or 0..100", k.decimals)
+	}
+	switch k.onError {
+	case "fail":
+		o.OnError = compute.OnErrorFail
+	case "skip":
+		o.OnError = compute.OnErrorSkip
+	default:
+		return o, bad("on-error", "%q: want fail or skip", k.onError)
+	}
+	n, err := parseSize(k.maxRecord)
+	if err != nil {
+		return o, bad("max-record", "%q: %v", k.maxRecord, err)
+	}
+	o.MaxRecordBytes = n
+	if o.Workers < 0 {
+		return o, bad("workers", "%d: want 0 (one per CPU) or more", o.Workers)
+	}
+	cols := []struct{ flag, v string }{{"mass", o.MassColumn}, {"velocity", o.VelocityColumn}, {"momentum", o.MomentumColumn}}
+	for i, col := range cols {
+		if strings.TrimSpace(col.v) == "" {
+			return o, bad(col.flag, "%q: a column name cannot be empty", col.v)
+		}
+		for _, other := range cols[:i] {
+			if strings.EqualFold(strings.TrimSpace(col.v), strings.TrimSpace(other.v)) {
+				return o, &usageError{fmt.Sprintf("%s %q and %s %q name the same column",
+					source[other.flag], other.v, source[col.flag], col.v)}
+			}
+		}
+	}
+	return o, nil
+}
