@@ -323,8 +323,8 @@ func startFunction(t *testing.T, s *lambdaS3, env ...string) *function {
 type invocation struct {
 	Objects []struct {
 		Key, Output, Outcome, Error string
-		Rows, Rejected, Line       int64
-		Column                     string
+		Rows, Rejected, Line        int64
+		Column                      string
 	} `json:"objects"`
 	ErrorType    string `json:"errorType"`
 	ErrorMessage string `json:"errorMessage"`
