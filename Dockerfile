@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+
+# The momentum image: the static binary /momentum alone on an empty base,
+# run as an unprivileged user: the CLI, and a Cloud Run service or job.
+#
+#   docker buildx build --platform linux/amd64,linux/arm64 -t momentum:dev .
+#
+# go run ./cmd/momentum-image builds the same image without a Docker engine;
+# its tests check that the two agree (entrypoint, user, env, labels, go build
+# command).
+
+# The builder runs on the build machine's platform and cross-compiles.
+FROM --platform=$BUILDPLATFORM golang:1.26.8-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod \
+    go mod download
+COPY . .
+ARG TARGETOS TARGETARCH
+RUN --mount=type=cache,target=/go/pkg/mod \
+    --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
+    go build -trimpath -buildvcs=false -tags disable_grpc_modules,lambda.norpc -ldflags='-s -w' -o /out/momentum ./cmd/momentum
+
+# No shell, no package manager, no CA bundle: the binary embeds fallback roots
+# (cmd/momentum/roots.go). One layer, holding the one binary.
+FROM scratch
+LABEL org.opencontainers.image.source="https://github.com/momentum-run/momentum" \
+      org.opencontainers.image.title="momentum" \
+      org.opencontainers.image.description="Reads a CSV of mass,velocity and writes the rows with momentum appended; one static binary for the CLI, Cloud Run and AWS Lambda."
+COPY --from=build /out/momentum /momentum
+USER 65532:65532
+# BuildKit gives a stage FROM scratch a default PATH; there is nothing to find.
+ENV PATH=/
+ENTRYPOINT ["/momentum"]
