@@ -6,6 +6,8 @@
 // The one binary runs everywhere; the environment says how:
 //
 //   - AWS_LAMBDA_RUNTIME_API set (AWS Lambda): handle S3 upload events.
+//   - "momentum job", or CLOUD_RUN_JOB set (a Cloud Run job): one batch job,
+//     MOMENTUM_INPUT to MOMENTUM_OUTPUT.
 //   - otherwise, the command line.
 //
 // Run momentum --help for the flags and examples.
@@ -29,8 +31,13 @@ func main() {
 // run picks the platform from the environment, once, and returns the
 // exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if getenv("AWS_LAMBDA_RUNTIME_API") != "" {
+	switch {
+	case getenv("AWS_LAMBDA_RUNTIME_API") != "":
 		return runLambda(ctx, args, getenv, stdout, stderr)
+	case len(args) > 0 && args[0] == "job":
+		return runJob(ctx, args[1:], getenv, stdout, cloudLogger(stderr, getenv))
+	case getenv("CLOUD_RUN_JOB") != "":
+		return runJob(ctx, args, getenv, stdout, cloudLogger(stderr, getenv))
 	}
 	return runCLI(ctx, args, getenv, stdin, stdout, stderr)
 }
