@@ -9,7 +9,7 @@ import (
 // jobLog is the JSON line a job ends with.
 type jobLog struct {
 	Level, Msg, Outcome, Input, Output, Report, Rejects, Column string
-	Rows, Rejected, Line                                       int64
+	Rows, Rejected, Line                                        int64
 }
 
 func lastJobLog(t *testing.T, stderr string) jobLog {
