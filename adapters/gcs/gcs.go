@@ -53,6 +53,11 @@ import (
 // a multiple of 256 KiB, as Cloud Storage requires.
 const chunkSize = 8 << 20
 
+// maxAttempts bounds the client's retries of a request, which are
+// otherwise endless: a front end must see an outage as an error, worth a
+// retry of its own (an event redelivered), rather than wait for ever.
+const maxAttempts = 5
+
 // Store reads and writes the objects of one bucket. Its methods are safe
 // for concurrent use. Its zero value is not usable: use New or
 // NewFromClient.
@@ -98,7 +103,7 @@ func NewFromClient(client *storage.Client, bucket string) *Store {
 // object returns a handle on the object at key. Handles are made per call,
 // so they take up the client's retry settings as they are then.
 func (s *Store) object(key string) *storage.ObjectHandle {
-	return s.client.Bucket(s.name).Object(key)
+	return s.client.Bucket(s.name).Object(key).Retryer(storage.WithMaxAttempts(maxAttempts))
 }
 
 // Close closes the client if New made it.
@@ -278,7 +283,7 @@ func (s *Store) NewWriter(ctx context.Context, key string, o compute.WriteOption
 	if err := s.checkKey("write", key); err != nil {
 		return nil, err
 	}
-	obj := s.object(key).Retryer(storage.WithPolicy(storage.RetryAlways))
+	obj := s.object(key).Retryer(storage.WithPolicy(storage.RetryAlways), storage.WithMaxAttempts(maxAttempts))
 	if o.IfNotExists {
 		obj = obj.If(storage.Conditions{DoesNotExist: true})
 	}

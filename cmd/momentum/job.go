@@ -149,8 +149,3 @@ func reportLocation(output string) string {
 	r := rejectsPath(output) // out.rejects.csv, or out.x.rejects.csv
 	return r[:len(r)-len(".rejects.csv")] + ".error.json"
 }
-
-// cloudLogger logs JSON lines in the shape Google Cloud Logging reads.
-func cloudLogger(w io.Writer, getenv func(string) string) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, nil))
-}

@@ -8,8 +8,10 @@ import (
 
 // jobLog is the JSON line a job ends with.
 type jobLog struct {
-	Level, Msg, Outcome, Input, Output, Report, Rejects, Column string
-	Rows, Rejected, Line                                        int64
+	Level                                           string `json:"severity"`
+	Msg                                             string `json:"message"`
+	Outcome, Input, Output, Report, Rejects, Column string
+	Rows, Rejected, Line                            int64
 }
 
 func lastJobLog(t *testing.T, stderr string) jobLog {

@@ -8,6 +8,8 @@
 //   - AWS_LAMBDA_RUNTIME_API set (AWS Lambda): handle S3 upload events.
 //   - "momentum job", or CLOUD_RUN_JOB set (a Cloud Run job): one batch job,
 //     MOMENTUM_INPUT to MOMENTUM_OUTPUT.
+//   - "momentum serve", or K_SERVICE set (a Cloud Run service): Cloud
+//     Storage upload events and synchronous requests over HTTP on $PORT.
 //   - otherwise, the command line.
 //
 // Run momentum --help for the flags and examples.
@@ -36,8 +38,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runLambda(ctx, args, getenv, stdout, stderr)
 	case len(args) > 0 && args[0] == "job":
 		return runJob(ctx, args[1:], getenv, stdout, cloudLogger(stderr, getenv))
+	case len(args) > 0 && args[0] == "serve":
+		return runServe(ctx, args[1:], getenv, stdout, stderr)
 	case getenv("CLOUD_RUN_JOB") != "":
 		return runJob(ctx, args, getenv, stdout, cloudLogger(stderr, getenv))
+	case getenv("K_SERVICE") != "":
+		return runServe(ctx, args, getenv, stdout, stderr)
 	}
 	return runCLI(ctx, args, getenv, stdin, stdout, stderr)
 }

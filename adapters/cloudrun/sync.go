@@ -1,0 +1,219 @@
+package cloudrun
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/momentum-run/momentum/compute"
+)
+
+// errTooLarge is a body over the limit.
+var errTooLarge = errors.New("request body too large")
+
+// readBody reads a whole request body of at most limit bytes.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", errTooLarge, r.ContentLength, limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the request: %w", err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: the limit is %d bytes", errTooLarge, limit)
+	}
+	return b, nil
+}
+
+func statusOf(err error) int {
+	if errors.Is(err, errTooLarge) {
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusBadRequest
+}
+
+// syncError is the JSON body of a refused synchronous request.
+type syncError struct {
+	Error  string `json:"error"`
+	Line   int64  `json:"line,omitempty"`
+	Column string `json:"column,omitempty"`
+	Index  *int   `json:"index,omitempty"` // of the array element, for JSON input
+	Field  string `json:"field,omitempty"` // for JSON input
+	Reason string `json:"reason,omitempty"`
+}
+
+// sync answers POST /v1/momentum. The result is computed whole before the
+// answer starts, so invalid data is a 422 and never a 200 with half a
+// body; the endpoint is always strict (fail mode): a rejects file would
+// need a second body.
+func (s *Service) sync(w http.ResponseWriter, r *http.Request, slots chan struct{}) {
+	log := s.requestLogger(r)
+	select {
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, syncError{Error: "busy: too many requests in progress"})
+		return
+	}
+	opts, err := s.syncOptions(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, syncError{Error: err.Error()})
+		return
+	}
+	body, err := readBody(r, s.maxBody())
+	if err != nil {
+		writeJSON(w, statusOf(err), syncError{Error: err.Error()})
+		return
+	}
+	media, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if media == "application/json" {
+		s.syncJSON(w, r, body, opts)
+		return
+	}
+	var out bytes.Buffer
+	out.Grow(len(body) + len(body)/4)
+	st, err := compute.Transform(r.Context(), &out, bytes.NewReader(body), opts)
+	if err != nil {
+		var perr *compute.ParseError
+		if errors.As(err, &perr) {
+			writeJSON(w, http.StatusUnprocessableEntity, syncError{Error: err.Error(), Line: perr.Line, Column: perr.Column, Reason: perr.Reason()})
+			return
+		}
+		log.Warn("synchronous request failed", "error", err.Error())
+		writeJSON(w, http.StatusServiceUnavailable, syncError{Error: err.Error()})
+		return
+	}
+	log.Info("synchronous request", "rows", st.RowsOut, "bytesIn", st.BytesIn)
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(out.Len()))
+	w.Write(out.Bytes())
+}
+
+func (s *Service) maxBody() int64 {
+	if s.MaxBody > 0 {
+		return s.MaxBody
+	}
+	return DefaultMaxBody
+}
+
+// syncOptions are the service's options, strict, with the request's
+// decimals, delimiter and header query parameters.
+func (s *Service) syncOptions(r *http.Request) (compute.Options, error) {
+	o := s.Options
+	o.OnError, o.Rejects = compute.OnErrorFail, nil
+	q := r.URL.Query()
+	if v := q.Get("decimals"); v != "" {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil || n < -1 || n > 100:
+			return o, fmt.Errorf("decimals=%q: want -1 or 0..100", v)
+		case n == -1:
+			o.FixedDecimals, o.Decimals = false, 0
+		default:
+			o.FixedDecimals, o.Decimals = true, n
+		}
+	}
+	if v := q.Get("delimiter"); v != "" {
+		if v == "tab" {
+			v = "\t"
+		}
+		if len(v) != 1 || v == `"` || v == "\r" || v == "\n" {
+			return o, fmt.Errorf("delimiter=%q: want one byte such as ';', or tab", v)
+		}
+		o.Delimiter = v[0]
+	}
+	switch v := q.Get("header"); v {
+	case "":
+	case "auto":
+		o.Header = compute.HeaderAuto
+	case "yes":
+		o.Header = compute.HeaderPresent
+	case "no":
+		o.Header = compute.HeaderAbsent
+	default:
+		return o, fmt.Errorf("header=%q: want auto, yes or no", v)
+	}
+	return o, nil
+}
+
+// syncJSON answers a JSON body: an object {"mass":…,"velocity":…} or an
+// array of them. The numbers go through the kernel as the CSV path would
+// take them, so the momentum is the same text; it is added to each object
+// as a JSON number (other fields are kept; keys come out sorted).
+func (s *Service) syncJSON(w http.ResponseWriter, r *http.Request, body []byte, opts compute.Options) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		writeJSON(w, http.StatusBadRequest, syncError{Error: "JSON: " + err.Error()})
+		return
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeJSON(w, http.StatusBadRequest, syncError{Error: "JSON: more than one value"})
+		return
+	}
+	var items []map[string]any
+	single := false
+	switch v := v.(type) {
+	case map[string]any:
+		items, single = []map[string]any{v}, true
+	case []any:
+		for i, e := range v {
+			m, ok := e.(map[string]any)
+			if !ok {
+				writeJSON(w, http.StatusUnprocessableEntity, syncError{Error: fmt.Sprintf("element %d is not an object", i), Index: &i})
+				return
+			}
+			items = append(items, m)
+		}
+	default:
+		writeJSON(w, http.StatusBadRequest, syncError{Error: "JSON: want an object or an array of objects"})
+		return
+	}
+
+	var in strings.Builder
+	in.WriteString("mass,velocity\n")
+	for i, item := range items {
+		if _, ok := item["momentum"]; ok {
+			writeJSON(w, http.StatusUnprocessableEntity, syncError{Error: "already has a momentum", Index: &i, Field: "momentum"})
+			return
+		}
+		for _, field := range []string{"mass", "velocity"} {
+			if _, ok := item[field].(json.Number); !ok {
+				writeJSON(w, http.StatusUnprocessableEntity, syncError{Error: fmt.Sprintf("element %d: %s is missing or not a number", i, field), Index: &i, Field: field})
+				return
+			}
+		}
+		fmt.Fprintf(&in, "%s,%s\n", item["mass"], item["velocity"])
+	}
+	opts.Header, opts.Delimiter = compute.HeaderPresent, ','
+	opts.MassColumn, opts.VelocityColumn, opts.MomentumColumn = "mass", "velocity", "momentum"
+	var out bytes.Buffer
+	if _, err := compute.Transform(r.Context(), &out, strings.NewReader(in.String()), opts); err != nil {
+		var perr *compute.ParseError
+		if errors.As(err, &perr) {
+			i := int(perr.Line) - 2 // line 1 is the header
+			writeJSON(w, http.StatusUnprocessableEntity, syncError{Error: fmt.Sprintf("element %d: %s: %s", i, perr.Column, perr.Reason()), Index: &i, Field: perr.Column, Reason: perr.Reason()})
+			return
+		}
+		writeJSON(w, http.StatusServiceUnavailable, syncError{Error: err.Error()})
+		return
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")[1:]
+	for i, line := range lines {
+		items[i]["momentum"] = json.Number(line[strings.LastIndexByte(line, ',')+1:])
+	}
+	if single {
+		writeJSON(w, http.StatusOK, items[0])
+		return
+	}
+	writeJSON(w, http.StatusOK, items)
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"cloud.google.com/go/compute/metadata"
+
+	"github.com/momentum-run/momentum/adapters/cloudrun"
+	"github.com/momentum-run/momentum/adapters/gcs"
+	"github.com/momentum-run/momentum/compute"
+)
+
+// shutdownGrace is how long in-flight requests may run after SIGTERM:
+// Cloud Run kills the container 10 s after it.
+const shutdownGrace = 8 * time.Second
+
+// runServe runs the Cloud Run service until ctx is done.
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	log := cloudLogger(stderr, getenv)
+	c, err := parseEventConfig("serve", "gs", args, getenv, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		log.Error("bad configuration: " + err.Error())
+		return exitUsage
+	}
+	addr := getenv("MOMENTUM_LISTEN")
+	if addr == "" {
+		port := getenv("PORT")
+		if port == "" {
+			port = "8080"
+		}
+		addr = ":" + port
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Error("cannot listen", "address", addr, "error", err.Error())
+		return exitFailure
+	}
+	grace := shutdownGrace
+	if v := getenv("MOMENTUM_SHUTDOWN_GRACE"); v != "" {
+		if grace, err = time.ParseDuration(v); err != nil || grace < 0 {
+			log.Error(fmt.Sprintf("bad configuration: MOMENTUM_SHUTDOWN_GRACE=%q: want a duration such as 8s", v))
+			return exitUsage
+		}
+	}
+	svc := &cloudrun.Service{
+		Route:   c.route,
+		Bucket:  cachedBuckets(func(ctx context.Context, name string) (compute.Store, error) { return gcs.New(ctx, name) }),
+		Options: c.opts,
+		Logger:  log,
+		Project: projectID(getenv),
+	}
+	log.Info("serving", "address", l.Addr().String(), "input", "gs://"+c.route.From.String(), "output", "gs://"+c.route.To.String(), "version", versionString())
+	if err := cloudrun.Serve(ctx, l, svc.Handler(), log, grace); err != nil {
+		log.Error("server failed", "error", err.Error())
+		return exitFailure
+	}
+	log.Info("stopped")
+	return exitOK
+}
+
+// cloudLogger logs JSON lines in the shape Google Cloud Logging reads.
+func cloudLogger(w io.Writer, getenv func(string) string) *slog.Logger {
+	level := slog.LevelInfo
+	if v := getenv("MOMENTUM_LOG_LEVEL"); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			fmt.Fprintf(w, "momentum: MOMENTUM_LOG_LEVEL=%q: want debug, info, warn or error\n", v)
+		}
+	}
+	return cloudrun.NewLogger(w, level)
+}
+
+// projectID is the Google Cloud project: from the environment, or on
+// Cloud Run from the metadata server, which answers in a few
+// milliseconds there; elsewhere nothing is asked.
+func projectID(getenv func(string) string) string {
+	for _, name := range []string{"GOOGLE_CLOUD_PROJECT", "GCP_PROJECT", "CLOUDSDK_CORE_PROJECT"} {
+		if p := getenv(name); p != "" {
+			return p
+		}
+	}
+	if getenv("K_SERVICE") == "" && getenv("CLOUD_RUN_JOB") == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	p, err := metadata.ProjectIDWithContext(ctx)
+	if err != nil {
+		return ""
+	}
+	return p
+}
