@@ -6,6 +6,7 @@
 #   make lambda-zip [ARCH=arm64]          build/lambda/function-$(ARCH).zip
 #   sam build                             runs build-MomentumFunction (template.yaml)
 #   LAMBDA_ZIP=/abs/path.zip sam build    deploys that zip's bootstrap instead
+#   make demo                             the whole demo on this machine (README)
 #
 # sam build runs make in a copy of the repository, so give LAMBDA_ZIP as an
 # absolute path. ARCH (amd64 or arm64) must match the template's
@@ -20,7 +21,7 @@ ifeq ($(filter $(ARCH),amd64 arm64),)
 $(error ARCH=$(ARCH): want amd64 or arm64)
 endif
 
-.PHONY: build-MomentumFunction lambda-zip clean
+.PHONY: build-MomentumFunction lambda-zip demo clean
 
 # sam build sets ARTIFACTS_DIR; the function's code is $(ARTIFACTS_DIR)/bootstrap.
 build-MomentumFunction:
@@ -41,6 +42,16 @@ lambda-zip:
 	TZ=UTC touch -t 198001010000 build/lambda/bootstrap
 	rm -f build/lambda/function-$(ARCH).zip
 	cd build/lambda && TZ=UTC zip -X -q function-$(ARCH).zip bootstrap
+
+# The image built without Docker; its binary as a Cloud Run service against
+# a Cloud Storage emulator; the same binary packaged for Lambda and run
+# under AWS's runtime interface emulator against an S3 emulator; the same
+# output from both.
+RIE = github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d
+demo:
+	GOBIN=$$($(GO) env GOPATH)/bin $(GO) install $(RIE)
+	MOMENTUM_TEST_RIE=$$($(GO) env GOPATH)/bin/aws-lambda-rie \
+	  $(GO) test -tags disable_grpc_modules,lambda.norpc -count=1 -run '^TestDemo$$' -v ./cmd/momentum
 
 clean:
 	rm -rf build .aws-sam

@@ -274,9 +274,15 @@ func freeAddr(t *testing.T) string {
 // startFunction starts the emulator with the binary as its bootstrap.
 func startFunction(t *testing.T, s *lambdaS3, env ...string) *function {
 	t.Helper()
+	return startBootstrap(t, s, bin, env...)
+}
+
+// startBootstrap starts the emulator with a bootstrap of its own.
+func startBootstrap(t *testing.T, s *lambdaS3, bootstrap string, env ...string) *function {
+	t.Helper()
 	rie := rieBinary(t)
 	addr, api := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(rie, "--runtime-interface-emulator-address", addr, "--runtime-api-address", api, bin)
+	cmd := exec.Command(rie, "--runtime-interface-emulator-address", addr, "--runtime-api-address", api, bootstrap)
 	cmd.Env = cleanEnv(append([]string{
 		"AWS_ENDPOINT_URL_S3=" + s.url,
 		"AWS_ACCESS_KEY_ID=AKIDTEST",

@@ -10,6 +10,8 @@
 //     MOMENTUM_INPUT to MOMENTUM_OUTPUT.
 //   - "momentum serve", or K_SERVICE set (a Cloud Run service): Cloud
 //     Storage upload events and synchronous requests over HTTP on $PORT.
+//   - "momentum package lambda": a container image's binary, zipped for
+//     AWS Lambda.
 //   - otherwise, the command line.
 //
 // Run momentum --help for the flags and examples.
@@ -38,6 +40,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runLambda(ctx, args, getenv, stdout, stderr)
 	case len(args) > 0 && args[0] == "job":
 		return runJob(ctx, args[1:], getenv, stdout, cloudLogger(stderr, getenv))
+	case len(args) > 0 && args[0] == "package":
+		return runPackage(ctx, args[1:], stdout, stderr)
 	case len(args) > 0 && args[0] == "serve":
 		return runServe(ctx, args[1:], getenv, stdout, stderr)
 	case getenv("CLOUD_RUN_JOB") != "":

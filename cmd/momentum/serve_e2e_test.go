@@ -137,10 +137,16 @@ type service struct {
 
 func startService(t *testing.T, g *gcsFake, env ...string) *service {
 	t.Helper()
+	return startServer(t, g, bin, env...)
+}
+
+// startServer starts a binary of its own as the service.
+func startServer(t *testing.T, g *gcsFake, binary string, env ...string) *service {
+	t.Helper()
 	addr := freeAddr(t)
 	_, port, _ := strings.Cut(addr, ":")
 	s := &service{url: "http://" + addr, stderr: &syncBuffer{}}
-	s.cmd = exec.Command(bin)
+	s.cmd = exec.Command(binary)
 	s.cmd.Env = cleanEnv(append([]string{
 		"K_SERVICE=momentum", "K_REVISION=momentum-00001-abc", "K_CONFIGURATION=momentum",
 		"PORT=" + port, "MOMENTUM_LISTEN=" + addr,
