@@ -155,12 +155,19 @@ func (h *Handler) record(ctx context.Context, log *slog.Logger, raw json.RawMess
 		// events.S3Object decodes the key while unmarshalling; a key that
 		// is not valid URL encoding fails there.
 		var bare struct {
-			S3 struct {
+			EventName string `json:"eventName"`
+			S3        struct {
 				Bucket struct{ Name string } `json:"bucket"`
 				Object struct{ Key string }  `json:"object"`
 			} `json:"s3"`
 		}
 		json.Unmarshal(raw, &bare)
+		if bare.EventName != "" && !strings.HasPrefix(bare.EventName, "ObjectCreated:") {
+			// Not a creation: ignored like any other, whatever its key.
+			res := ObjectResult{Bucket: bare.S3.Bucket.Name, Key: bare.S3.Object.Key, Outcome: outcomeIgnored}
+			log.Info("not an object creation: ignored", "bucket", res.Bucket, "key", res.Key, "eventName", bare.EventName)
+			return res, nil
+		}
 		res := ObjectResult{Bucket: bare.S3.Bucket.Name, Key: bare.S3.Object.Key, Outcome: string(compute.Failed), Error: err.Error()}
 		return h.badRecord(ctx, log, res, start, err)
 	}

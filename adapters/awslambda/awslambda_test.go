@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -144,6 +145,34 @@ func (e *env) keys() []string {
 	return keys
 }
 
+// files lists the objects of every bucket, as bucket/key.
+func (e *env) files() []string {
+	var files []string
+	filepath.WalkDir(e.dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(e.dir, p)
+			files = append(files, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	slices.Sort(files)
+	return files
+}
+
+// lines returns every JSON log line.
+func (e *env) lines() []map[string]any {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(e.log.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
 // logs returns the JSON log lines at a level.
 func (e *env) logs(level string) []map[string]any {
 	e.mu.Lock()
@@ -167,14 +196,24 @@ func fixture(t *testing.T, name string) json.RawMessage {
 	return bytes.ReplaceAll(b, []byte("BUCKET"), []byte("data"))
 }
 
-// event is a one-record put event for key (as S3 encodes it).
+// event is a one-record put event for key (as S3 encodes it) in the
+// bucket "data".
 func event(t *testing.T, encodedKey string) json.RawMessage {
+	t.Helper()
+	return eventIn(t, "data", encodedKey)
+}
+
+// eventIn is a one-record put event for bucket/key.
+func eventIn(t *testing.T, bucket, encodedKey string) json.RawMessage {
 	t.Helper()
 	var ev map[string]any
 	if err := json.Unmarshal(fixture(t, "s3-put.json"), &ev); err != nil {
 		t.Fatal(err)
 	}
-	ev["Records"].([]any)[0].(map[string]any)["s3"].(map[string]any)["object"].(map[string]any)["key"] = encodedKey
+	s3 := ev["Records"].([]any)[0].(map[string]any)["s3"].(map[string]any)
+	s3["object"].(map[string]any)["key"] = encodedKey
+	s3["bucket"].(map[string]any)["name"] = bucket
+	s3["bucket"].(map[string]any)["arn"] = "arn:aws:s3:::" + bucket
 	b, _ := json.Marshal(ev)
 	return b
 }
@@ -239,15 +278,19 @@ func TestNothingToDo(t *testing.T) {
 		name    string
 		event   json.RawMessage
 		outcome string
+		errors  int // ERROR log lines
 	}{
-		{"an output", event(t, "momentum/particles.csv"), "already-processed"},
-		{"outside the input prefix", event(t, "elsewhere/particles.csv"), "ignored"},
-		{"a folder marker", event(t, "incoming/sub/"), "ignored"},
-		{"a deletion", fixture(t, "s3-delete.json"), "ignored"},
-		{"a processed file", event(t, "incoming/processed.csv"), "already-processed"},
-		{"the test event", fixture(t, "s3-test-event.json"), ""},
-		{"no records", fixture(t, "s3-empty.json"), ""},
-		{"not an S3 event", json.RawMessage(`"hello"`), ""},
+		{"an output", event(t, "momentum/particles.csv"), "already-processed", 0},
+		{"outside the input prefix", event(t, "elsewhere/particles.csv"), "ignored", 0},
+		{"another bucket", eventIn(t, "other", "incoming/particles.csv"), "ignored", 0},
+		{"a folder marker", event(t, "incoming/sub/"), "ignored", 0},
+		{"a deletion", fixture(t, "s3-delete.json"), "ignored", 0},
+		{"a deletion with an undecodable key", deletionOf(t, "incoming/100%.csv"), "ignored", 0},
+		{"a processed file", event(t, "incoming/processed.csv"), "already-processed", 0},
+		{"the test event", fixture(t, "s3-test-event.json"), "", 0},
+		{"no records", fixture(t, "s3-empty.json"), "", 0},
+		{"a JSON string", json.RawMessage(`"hello"`), "", 1},
+		{"not JSON", json.RawMessage(`Records: none`), "", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -255,16 +298,28 @@ func TestNothingToDo(t *testing.T) {
 			e.put("incoming/particles.csv", readTestdata(t, "particles.csv"))
 			e.put("momentum/particles.csv", readTestdata(t, "particles.golden"))
 			e.put("incoming/processed.csv", readTestdata(t, "particles.golden"))
-			before := e.keys()
+			e.put("incoming/100%.csv", readTestdata(t, "particles.csv"))
+			os.MkdirAll(filepath.Join(e.dir, "other", "incoming"), 0o755)
+			os.WriteFile(filepath.Join(e.dir, "other", "incoming", "particles.csv"), readTestdata(t, "particles.csv"), 0o644)
+			before := e.files()
 			res, err := e.h.Handle(context.Background(), tt.event)
 			if err != nil || outcomes(res) != tt.outcome {
 				t.Errorf("Handle = %+v, %v; want outcome %q", res, err, tt.outcome)
 			}
-			if after := e.keys(); !slices.Equal(before, after) {
+			if after := e.files(); !slices.Equal(before, after) {
 				t.Errorf("objects changed: %q → %q", before, after)
+			}
+			if errs := e.logs("ERROR"); len(errs) != tt.errors {
+				t.Errorf("ERROR lines %v, want %d", errs, tt.errors)
 			}
 		})
 	}
+}
+
+// deletionOf is a deletion event for key (as S3 encodes it).
+func deletionOf(t *testing.T, encodedKey string) json.RawMessage {
+	t.Helper()
+	return bytes.Replace(fixture(t, "s3-delete.json"), []byte(`"incoming/particles.csv"`), []byte(strconv.Quote(encodedKey)), 1)
 }
 
 func TestMultipartUploadEvent(t *testing.T) {
@@ -301,8 +356,16 @@ func TestDuplicateDelivery(t *testing.T) {
 	if done != 1 {
 		t.Errorf("concurrent deliveries %q: want exactly one done", results)
 	}
-	if res, err := e.h.Handle(context.Background(), ev); err != nil || outcomes(res) != "duplicate" {
+	outPath := filepath.Join(e.dir, "data", "momentum", "particles.csv")
+	first, err := os.Stat(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := e.h.Handle(context.Background(), ev); err != nil || outcomes(res) != "duplicate" || res.Objects[0].BytesOut != 0 {
 		t.Errorf("redelivery = %+v, %v", res, err)
+	}
+	if again, err := os.Stat(outPath); err != nil || !os.SameFile(first, again) || !again.ModTime().Equal(first.ModTime()) {
+		t.Error("the redelivery replaced the output")
 	}
 	if got, _ := e.get("momentum/particles.csv"); !bytes.Equal(got, readTestdata(t, "particles.golden")) {
 		t.Error("output wrong after duplicate deliveries")
@@ -314,14 +377,14 @@ func TestDuplicateDelivery(t *testing.T) {
 
 func TestPermanentFailures(t *testing.T) {
 	tests := []struct {
-		name, key  string
-		data       string
-		line       float64
-		column     string
-		reportLike string
+		name, key string
+		data      string
+		line      float64
+		column    string
+		errorLike string // in the report's error
 	}{
-		{"bad value", "incoming/bad.csv", "mass,velocity\n1,2\n3,abc\n", 3, "velocity", `"line": 3`},
-		{"negative mass", "incoming/neg.csv", "mass,velocity\n-1,2\n", 2, "mass", `"column": "mass"`},
+		{"bad value", "incoming/bad.csv", "mass,velocity\n1,2\n3,abc\n", 3, "velocity", "abc"},
+		{"negative mass", "incoming/neg.csv", "mass,velocity\n-1,2\n", 2, "mass", "-1"},
 		{"missing object", "incoming/gone.csv", "", 0, "", "no such file"},
 	}
 	for _, tt := range tests {
@@ -338,8 +401,19 @@ func TestPermanentFailures(t *testing.T) {
 			if _, ok := e.get("momentum/" + name + ".csv"); ok {
 				t.Error("an output was written")
 			}
-			if rep, ok := e.get("momentum/" + name + ".error.json"); !ok || !strings.Contains(string(rep), tt.reportLike) {
-				t.Errorf("report: %s, want it to contain %s", rep, tt.reportLike)
+			body, ok := e.get("momentum/" + name + ".error.json")
+			var rep compute.JobReport
+			if err := json.Unmarshal(body, &rep); !ok || err != nil {
+				t.Fatalf("report %q: %v", body, err)
+			}
+			if rep.Input != tt.key || float64(rep.Line) != tt.line || rep.Column != tt.column || !strings.Contains(rep.Error, tt.errorLike) {
+				t.Errorf("report %+v, want input %s, line %v, column %q, an error about %q", rep, tt.key, tt.line, tt.column, tt.errorLike)
+			}
+			if o := res.Objects[0]; float64(o.Line) != tt.line || o.Column != tt.column || o.Error == "" {
+				t.Errorf("result %+v, want line %v, column %q", o, tt.line, tt.column)
+			}
+			if got := e.keys(); !slices.Equal(got, slices.Sorted(slices.Values(nonEmpty(tt.data, tt.key, "momentum/"+name+".error.json")))) {
+				t.Errorf("objects %q", got)
 			}
 			errs := e.logs("ERROR")
 			if len(errs) != 1 || errs[0]["bucket"] != "data" || errs[0]["key"] != tt.key {
@@ -352,6 +426,14 @@ func TestPermanentFailures(t *testing.T) {
 	}
 }
 
+// nonEmpty lists key when data is not empty, and then the others.
+func nonEmpty(data, key string, others ...string) []string {
+	if data == "" {
+		return others
+	}
+	return append([]string{key}, others...)
+}
+
 func TestUndecodableKey(t *testing.T) {
 	e := newEnv(t, compute.Options{})
 	e.put("incoming/particles.csv", readTestdata(t, "particles.csv"))
@@ -362,8 +444,14 @@ func TestUndecodableKey(t *testing.T) {
 	if rep, ok := e.get("momentum/100%.error.json"); !ok || !strings.Contains(string(rep), "incoming/100%.csv") {
 		t.Errorf("report: %s", rep)
 	}
-	if errs := e.logs("ERROR"); len(errs) != 1 || errs[0]["key"] != "incoming/100%.csv" {
+	if errs := e.logs("ERROR"); len(errs) != 1 || errs[0]["key"] != "incoming/100%.csv" || errs[0]["bucket"] != "data" {
 		t.Errorf("ERROR lines %v", errs)
+	}
+	if o := res.Objects[0]; o.Bucket != "data" || o.Key != "incoming/100%.csv" || !strings.Contains(o.Error, "escape") {
+		t.Errorf("result of the bad record %+v", o)
+	}
+	if got, _ := e.get("momentum/particles.csv"); !bytes.Equal(got, readTestdata(t, "particles.golden")) {
+		t.Errorf("the good record's output differs from particles.golden:\n%s", got)
 	}
 }
 
@@ -394,8 +482,15 @@ func TestRetryableFailures(t *testing.T) {
 			if err == nil || !errors.Is(err, kind) || !strings.Contains(err.Error(), "incoming/two.csv") || outcomes(res) != "done,retry,done" {
 				t.Fatalf("Handle = %+v, %v: want an error naming two.csv, the others done", res, err)
 			}
-			if _, ok := e.get("momentum/two.error.json"); ok {
-				t.Error("a retryable failure was reported as permanent")
+			if o := res.Objects[1]; o.Key != "incoming/two.csv" || !strings.Contains(o.Error, kind.Error()) {
+				t.Errorf("result of the failed record %+v", o)
+			}
+			want := []string{"incoming/one.csv", "incoming/three.csv", "incoming/two.csv", "momentum/one.csv", "momentum/three.csv"}
+			if got := e.keys(); !slices.Equal(got, want) {
+				t.Errorf("objects %q, want %q: no output or report for two.csv", got, want)
+			}
+			if warns := e.logs("WARN"); len(warns) != 1 || warns[0]["key"] != "incoming/two.csv" || len(e.logs("ERROR")) != 0 {
+				t.Errorf("WARN lines %v, ERROR lines %v: want one WARN for two.csv", warns, e.logs("ERROR"))
 			}
 			// Lambda retries the whole event once the fault has cleared.
 			e.mu.Lock()
@@ -405,6 +500,9 @@ func TestRetryableFailures(t *testing.T) {
 			if err != nil || outcomes(res) != "duplicate,done,duplicate" {
 				t.Fatalf("retry = %+v, %v", res, err)
 			}
+			if got, _ := e.get("momentum/two.csv"); !bytes.Equal(got, readTestdata(t, "particles.golden")) {
+				t.Errorf("two.csv's output after the retry differs from particles.golden:\n%s", got)
+			}
 		})
 	}
 }
@@ -413,18 +511,46 @@ func TestDeadline(t *testing.T) {
 	e := newEnv(t, compute.Options{})
 	e.put("incoming/slow.csv", readTestdata(t, "particles.csv"))
 	e.slowKey = "incoming/slow.csv"
-	e.h.Reserve = 200 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	e.h.Reserve = 100 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	deadline, _ := ctx.Deadline()
+	start := time.Now()
 	res, err := e.h.Handle(ctx, event(t, "incoming/slow.csv"))
-	if err == nil || !strings.Contains(err.Error(), "deadline") || outcomes(res) != "retry" {
+	took := time.Since(start)
+	if ctx.Err() != nil {
+		t.Errorf("Handle returned after the invocation deadline (took %v)", took)
+	}
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "before the invocation deadline") ||
+		!strings.Contains(err.Error(), "incoming/slow.csv") || outcomes(res) != "retry" {
 		t.Fatalf("Handle = %+v, %v: want an error about the deadline", res, err)
 	}
-	if left := time.Until(deadline); left < 100*time.Millisecond {
-		t.Errorf("Handle returned %v before the deadline, want about the 200ms reserve", left)
+	if took < 150*time.Millisecond {
+		t.Errorf("Handle took %v: it stopped before its reserve", took)
 	}
-	if got := e.keys(); !slices.Equal(got, []string{"incoming/slow.csv"}) {
-		t.Errorf("objects %q: want no output after the deadline", got)
+	if got := e.files(); !slices.Equal(got, []string{"data/incoming/slow.csv"}) {
+		t.Errorf("objects %q: want no output, no temporary file after the deadline", got)
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	e := newEnv(t, compute.Options{})
+	e.put("incoming/particles.csv", readTestdata(t, "particles.csv"))
+	ctx := lambdacontext.NewContext(context.Background(), &lambdacontext.LambdaContext{AwsRequestID: "req-1"})
+	if _, err := e.h.Handle(ctx, fixture(t, "s3-bad-key.json")); err != nil {
+		t.Fatal(err)
+	}
+	e.h.Handle(ctx, event(t, "elsewhere/x.csv"))
+	e.h.Handle(ctx, fixture(t, "s3-empty.json"))
+	e.h.Handle(ctx, json.RawMessage(`nope`))
+	lines := e.lines()
+	levels := map[string]bool{}
+	for _, l := range lines {
+		levels[l["level"].(string)] = true
+		if l["requestId"] != "req-1" {
+			t.Errorf("log line without the request id: %v", l)
+		}
+	}
+	if len(lines) != 5 || !levels["INFO"] || !levels["WARN"] || !levels["ERROR"] {
+		t.Errorf("log lines %v: want 5, at INFO, WARN and ERROR", lines)
 	}
 }
