@@ -2,31 +2,90 @@
 //
 // The service answers:
 //
-//	POST /             a CloudEvent from Eventarc: google.cloud.storage.object.v1.finalized,
-//	                   in binary (ce-* headers) or structured (application/cloudevents+json) mode
-//	POST /v1/momentum  a CSV body (or JSON: {"mass":…,"velocity":…} or an array of them),
-//	                   answered with the result
-//	GET  /healthz      ok
+//	POST /             a CloudEvent from Eventarc, google.cloud.storage.object.v1.finalized,
+//	                   in binary content mode (ce-* headers, the StorageObjectData as the
+//	                   JSON body) or structured mode (application/cloudevents+json, the
+//	                   event with its data inside); any other event type is ignored
+//	POST /v1/momentum  a CSV body, answered with the result as text/csv; or a JSON body
+//	                   ({"mass":…,"velocity":…} or an array of them), answered in JSON
+//	GET  /healthz      200 "ok"
 //
-// An event's object, gs://bucket/name at the event's generation, is
-// processed into the route's output prefix, create-only, with the same
-// loop guard, idempotency and failure semantics as the Lambda front end:
-// done, duplicate, loop guard and objects outside the input prefix are
-// 200; a permanent failure (invalid data, the object gone) is 200 after
-// one ERROR log and a JSON report beside where the output would be;
-// a failure worth retrying (Cloud Storage 5xx, a timeout, shutdown) is 503,
-// which Eventarc redelivers; a malformed event is 400. Nothing permanent
-// is ever a 5xx, which Eventarc would redeliver for a day.
+// # Events
 //
-// Memory is bounded: the kernel streams; each event job holds the kernel's
-// chunks and one 8 MiB upload chunk, and at most MaxJobs run at once (more
-// get 429 with Retry-After, which Eventarc retries with backoff); a
-// synchronous request holds its input and output in memory, at most
-// MaxBody each, and at most MaxSync run at once (more get 503).
+// An event names an object, gs://bucket/name at a generation. That
+// generation is read, processed, and written create-only under the
+// route's output prefix, as the Lambda front end does it:
+//
+//	gs://data/incoming/2026/run.csv  →  gs://data/momentum/2026/run.csv
+//
+// The answer is what Eventarc needs to decide on a redelivery:
+//   - 200 with a JSON summary (outcome, rows, rejected, bytes, output) when
+//     the output was written (outcome "done"), or was already there from an
+//     earlier delivery ("duplicate"). Concurrent deliveries of one event
+//     leave one output: the write is create-only.
+//   - 200, logged, nothing written, for an object under the output prefix
+//     or one with a momentum column already (the loop guard,
+//     "already-processed"), an object outside the input prefix or a folder
+//     marker ("ignored"), and events of another type ("ignored").
+//   - 200 after one ERROR log (bucket, object, generation, line, column,
+//     reason) for a permanent failure, "failed": invalid data in fail mode,
+//     the object or its generation gone. A JSON report is left beside
+//     where the output would have gone (run.error.json).
+//   - 503 for a failure worth retrying, "retry": a Cloud Storage 5xx or
+//     timeout, a permission not granted yet, the service shutting down.
+//     Nothing was committed, and Eventarc redelivers with backoff.
+//   - 429 with Retry-After when MaxJobs events are in progress already;
+//     Eventarc retries it.
+//   - 400 for a malformed event (not JSON, no bucket or name, a
+//     specversion other than 1.0, no type, id or source); 413 for one
+//     over 1 MiB. Redelivering these cannot help: nothing permanent is
+//     ever a 5xx, which Eventarc would redeliver for a day.
+//
+// # Synchronous requests
+//
+// POST /v1/momentum runs the kernel on the request body, with the
+// service's options, which the query parameters decimals (-1 for the
+// shortest form, 0..100), delimiter (one byte, or "tab") and header (auto,
+// yes, no) override; a bad value is 400. The endpoint is always strict
+// (fail mode): skipping bad rows would need a second body for them. The
+// whole answer is computed before it starts, so invalid data is a 422
+// with a JSON body {"error", "line", "column", "reason"}, never a 200 with
+// half a result. A CSV answer is byte for byte what the CLI writes.
+//
+// A JSON body (Content-Type application/json) is an object with the
+// numbers mass and velocity, or an array of such objects. They go through
+// the kernel as the CSV rows "mass,velocity" with the numbers' own text,
+// and the answer is the same object or array, each object with "momentum"
+// added as a JSON number, the kernel's text for it. Other fields are kept;
+// the keys come out sorted. Invalid data is a 422 with {"error", "index"
+// (0-based, in the array), "field", "reason"}; an object that has a
+// momentum already is one too.
+//
+// A body over MaxBody is 413; more than MaxSync requests at once get 503
+// with Retry-After.
+//
+// # Memory
+//
+// The kernel streams: an event job holds the kernel's chunks (512 KiB
+// each, a few per worker; more only for a single record larger than
+// that, up to Options.MaxRecordBytes) and one 8 MiB upload chunk per
+// object written (the output, and the rejects in skip mode), whatever the
+// object's size; at most MaxJobs run at once. A synchronous request holds
+// its body and its answer, about 2×MaxBody at most, and at most MaxSync
+// run at once. Size the container for
+// MaxJobs×(16 MiB + chunks) + MaxSync×2×MaxBody.
+//
+// # Logs
+//
+// NewLogger writes the JSON lines Cloud Logging reads. Each request's
+// lines carry its trace; event lines carry eventId, bucket, object,
+// generation, and once settled outcome, rows, rejected, bytesIn, bytesOut
+// and durationMs.
 package cloudrun
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,34 +104,42 @@ const finalized = "google.cloud.storage.object.v1.finalized"
 
 // Limits.
 const (
-	DefaultMaxBody = 32 << 20 // bytes: Cloud Run's own request limit
-	maxEventBody   = 1 << 20  // bytes of a CloudEvent
+	// DefaultMaxBody is the default limit of a synchronous request's body,
+	// in bytes: Cloud Run's own limit on an HTTP/1 request.
+	DefaultMaxBody = 32 << 20
+	// maxEventBody is the limit of a CloudEvent's body, in bytes. A
+	// StorageObjectData is about 1 KiB; custom metadata can add some.
+	maxEventBody = 1 << 20
 )
 
-// Service is the Cloud Run service.
+// Service is the Cloud Run service. Its fields are read by Handler, and
+// must not change afterwards.
 type Service struct {
 	// Route maps input objects to outputs. Its buckets are Cloud Storage
 	// buckets.
 	Route compute.Route
-	// Bucket returns the store of a bucket.
+	// Bucket returns the store of a bucket. It is called for each event,
+	// so it should hand out stores on a shared client.
 	Bucket func(ctx context.Context, name string) (compute.Store, error)
-	// Options are the kernel's; Rejects is set for each event job.
+	// Options are the kernel's. Event jobs set Rejects for each object;
+	// synchronous requests always run in OnErrorFail mode.
 	Options compute.Options
-	// Logger receives the request logs; see NewLogger.
+	// Logger receives the request logs; see NewLogger. Nil means
+	// slog.Default().
 	Logger *slog.Logger
-	// Project is the Google Cloud project, for trace ids in logs.
-	Project string
 
-	MaxBody int64 // synchronous request body limit; 0 means DefaultMaxBody
-	MaxJobs int   // events processed at once; 0 means 4 per CPU
-	MaxSync int   // synchronous requests at once; 0 means 2 per CPU
+	MaxBody int64 // synchronous request body limit, in bytes; 0 means DefaultMaxBody
+	MaxJobs int   // events processed at once, more get 429; 0 means 4×GOMAXPROCS
+	MaxSync int   // synchronous requests at once, more get 503; 0 means 2×GOMAXPROCS
 }
 
-// Handler returns the service's HTTP handler.
+// Handler returns the service's HTTP handler. Each call makes a handler
+// with limits of its own.
 func (s *Service) Handler() http.Handler {
 	jobs := make(chan struct{}, positive(s.MaxJobs, 4*runtime.GOMAXPROCS(0)))
 	syncs := make(chan struct{}, positive(s.MaxSync, 2*runtime.GOMAXPROCS(0)))
 	mux := http.NewServeMux()
+	// Method patterns make the mux answer other methods 405 with Allow.
 	mux.HandleFunc("POST /{$}", func(w http.ResponseWriter, r *http.Request) { s.event(w, r, jobs) })
 	mux.HandleFunc("POST /v1/momentum", func(w http.ResponseWriter, r *http.Request) { s.sync(w, r, syncs) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -89,7 +156,9 @@ func positive(n, otherwise int) int {
 	return otherwise
 }
 
-// recoverer turns a panic into a 500 and a log line, the last resort.
+// recoverer turns a panic into a 500 and an ERROR log line, the last
+// resort: Eventarc redelivers a 500, which is right for a bug since
+// fixed, and wrong for a bug that stays, hence the log.
 func (s *Service) recoverer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
@@ -99,7 +168,7 @@ func (s *Service) recoverer(next http.Handler) http.Handler {
 				}
 				buf := make([]byte, 8<<10)
 				buf = buf[:runtime.Stack(buf, false)]
-				s.logger().Error("panic", "panic", fmt.Sprint(v), "stack", string(buf), "path", r.URL.Path)
+				s.requestLogger(r).Error("panic", "panic", fmt.Sprint(v), "stack", string(buf), "method", r.Method, "path", r.URL.Path)
 				http.Error(w, "internal error", http.StatusInternalServerError)
 			}
 		}()
@@ -122,6 +191,7 @@ type cloudEvent struct {
 	ID          string          `json:"id"`
 	Subject     string          `json:"subject"`
 	Data        json.RawMessage `json:"data"`
+	DataBase64  string          `json:"data_base64"`
 }
 
 // objectData is the part of a StorageObjectData the service reads.
@@ -134,7 +204,8 @@ type objectData struct {
 	Size       flexNumber `json:"size"`
 }
 
-// flexNumber is an integer sent as a JSON number or string.
+// flexNumber is a non-negative integer sent as a JSON number or string,
+// in decimal; "" when absent.
 type flexNumber string
 
 func (f *flexNumber) UnmarshalJSON(b []byte) error {
@@ -157,11 +228,12 @@ func (f *flexNumber) UnmarshalJSON(b []byte) error {
 
 // eventResult is the JSON body of the answer to an event.
 type eventResult struct {
-	Outcome    string `json:"outcome"`
+	Outcome    string `json:"outcome"` // done, duplicate, already-processed, failed, ignored, retry, busy, malformed
+	EventID    string `json:"eventId,omitempty"`
 	Bucket     string `json:"bucket,omitempty"`
 	Object     string `json:"object,omitempty"`
 	Generation string `json:"generation,omitempty"`
-	Output     string `json:"output,omitempty"`
+	Output     string `json:"output,omitempty"` // gs:// URL of the result
 	Rows       int64  `json:"rows"`
 	Rejected   int64  `json:"rejected"`
 	BytesIn    int64  `json:"bytesIn"`
@@ -172,9 +244,18 @@ type eventResult struct {
 	Column     string `json:"column,omitempty"`
 }
 
-// readEvent reads a CloudEvent in either content mode.
-func readEvent(r *http.Request) (cloudEvent, int, error) {
-	body, err := readBody(r, maxEventBody)
+// Outcomes of events that ran no job, or did not finish one.
+const (
+	outcomeIgnored   = "ignored"   // another event type, or not an input of the route
+	outcomeRetry     = "retry"     // failed for now: 503
+	outcomeBusy      = "busy"      // MaxJobs reached: 429
+	outcomeMalformed = "malformed" // not a CloudEvent of the expected shape: 400 or 413
+)
+
+// readEvent reads a CloudEvent in either content mode. Its error comes
+// with the status to answer.
+func readEvent(w http.ResponseWriter, r *http.Request) (cloudEvent, int, error) {
+	body, err := readBody(w, r, maxEventBody)
 	if err != nil {
 		return cloudEvent{}, statusOf(err), err
 	}
@@ -183,6 +264,11 @@ func readEvent(r *http.Request) (cloudEvent, int, error) {
 	if media == "application/cloudevents+json" {
 		if err := json.Unmarshal(body, &ev); err != nil {
 			return ev, http.StatusBadRequest, fmt.Errorf("structured CloudEvent: %v", err)
+		}
+		if len(ev.Data) == 0 && ev.DataBase64 != "" {
+			if ev.Data, err = base64.StdEncoding.DecodeString(ev.DataBase64); err != nil {
+				return ev, http.StatusBadRequest, fmt.Errorf("structured CloudEvent: data_base64: %v", err)
+			}
 		}
 	} else {
 		ev = cloudEvent{
@@ -203,19 +289,22 @@ func readEvent(r *http.Request) (cloudEvent, int, error) {
 	return ev, 0, nil
 }
 
+// event answers POST /: one CloudEvent.
 func (s *Service) event(w http.ResponseWriter, r *http.Request, slots chan struct{}) {
 	start := time.Now()
 	log := s.requestLogger(r)
-	ev, status, err := readEvent(r)
+	ev, status, err := readEvent(w, r)
 	if err != nil {
-		log.Warn("malformed event", "error", err.Error())
-		http.Error(w, err.Error(), status)
+		log.Warn("malformed event", "error", err.Error(), "status", status)
+		writeJSON(w, status, eventResult{Outcome: outcomeMalformed, Error: err.Error()})
 		return
 	}
+	res := eventResult{EventID: ev.ID}
 	log = log.With("eventId", ev.ID, "eventType", ev.Type)
 	if ev.Type != finalized {
-		log.Info("not an object creation: ignored")
-		writeJSON(w, http.StatusOK, eventResult{Outcome: "ignored"})
+		res.Outcome = outcomeIgnored
+		log.Info("not an object finalization: ignored")
+		writeJSON(w, http.StatusOK, res)
 		return
 	}
 	var obj objectData
@@ -223,22 +312,23 @@ func (s *Service) event(w http.ResponseWriter, r *http.Request, slots chan struc
 		if err == nil {
 			err = errors.New("no bucket or name")
 		}
+		res.Outcome, res.Error = outcomeMalformed, "event data: "+err.Error()
 		log.Warn("malformed event data", "error", err.Error())
-		http.Error(w, "event data: "+err.Error(), http.StatusBadRequest)
+		writeJSON(w, http.StatusBadRequest, res)
 		return
 	}
-	res := eventResult{Bucket: obj.Bucket, Object: obj.Name, Generation: string(obj.Generation)}
+	res.Bucket, res.Object, res.Generation = obj.Bucket, obj.Name, string(obj.Generation)
 	log = log.With("bucket", obj.Bucket, "object", obj.Name, "generation", res.Generation)
 	targets, err := s.Route.Targets(obj.Bucket, obj.Name)
 	switch {
 	case errors.Is(err, compute.ErrIsOutput):
 		res.Outcome = string(compute.AlreadyProcessed)
-		log.Info("an output of this service: nothing to do")
+		log.Info("an output of this service: nothing to do", "outcome", res.Outcome)
 		writeJSON(w, http.StatusOK, res)
 		return
 	case err != nil:
-		res.Outcome = "ignored"
-		log.Warn("not under the service's input location: ignored", "input", "gs://"+s.Route.From.String())
+		res.Outcome = outcomeIgnored
+		log.Warn("not under the service's input location: ignored", "outcome", res.Outcome, "input", "gs://"+s.Route.From.String())
 		writeJSON(w, http.StatusOK, res)
 		return
 	}
@@ -248,24 +338,26 @@ func (s *Service) event(w http.ResponseWriter, r *http.Request, slots chan struc
 	case slots <- struct{}{}:
 		defer func() { <-slots }()
 	default:
-		log.Warn("busy: event refused for now", "maxJobs", cap(slots))
+		res.Outcome = outcomeBusy
+		log.Warn("busy: event refused for now", "outcome", res.Outcome, "maxJobs", cap(slots))
 		w.Header().Set("Retry-After", "10")
-		http.Error(w, "busy: too many events in progress", http.StatusTooManyRequests)
+		writeJSON(w, http.StatusTooManyRequests, res)
 		return
 	}
 
 	retry := func(err error) {
-		res.Outcome, res.Error = "retry", err.Error()
+		res.Outcome, res.Error = outcomeRetry, err.Error()
 		res.DurationMS = time.Since(start).Milliseconds()
-		log.Warn("failed, to be redelivered", "error", res.Error, "durationMs", res.DurationMS)
+		log.Warn("failed, to be redelivered", "outcome", res.Outcome, "error", res.Error, "durationMs", res.DurationMS)
 		writeJSON(w, http.StatusServiceUnavailable, res)
 	}
-	in, err := s.Bucket(r.Context(), obj.Bucket)
+	ctx := r.Context()
+	in, err := s.Bucket(ctx, obj.Bucket)
 	if err != nil {
 		retry(err)
 		return
 	}
-	out, err := s.Bucket(r.Context(), s.Route.To.Bucket)
+	out, err := s.Bucket(ctx, s.Route.To.Bucket)
 	if err != nil {
 		retry(err)
 		return
@@ -275,10 +367,13 @@ func (s *Service) event(w http.ResponseWriter, r *http.Request, slots chan struc
 		Output: out, OutputKey: targets.Output, RejectsKey: targets.Rejects, ReportKey: targets.Report,
 		Options: s.Options,
 	}
-	jr, err := job.Run(r.Context())
+	jr, err := job.Run(ctx)
 	res.Rows, res.Rejected = jr.Stats.RowsOut, jr.Stats.RowsRejected
 	res.BytesIn, res.BytesOut = jr.Stats.BytesIn, jr.Stats.BytesOut
 	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("stopped (shutdown or client gone), upload aborted: %w", err)
+		}
 		retry(err)
 		return
 	}
@@ -307,6 +402,7 @@ func (s *Service) event(w http.ResponseWriter, r *http.Request, slots chan struc
 	writeJSON(w, http.StatusOK, res)
 }
 
+// writeJSON answers v as JSON, one line.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -22,6 +23,7 @@ import (
 	"cloud.google.com/go/storage"
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 
 	"github.com/momentum-run/momentum/adapters/cloudrun"
@@ -29,16 +31,20 @@ import (
 	"github.com/momentum-run/momentum/compute"
 )
 
-// fixture is the service on an in-process Cloud Storage server (the
-// bucket "data"), reached through the real client, whose requests can be
-// made to fail with 503.
+// fixture is the service on an in-process Cloud Storage server
+// (fake-gcs-server on loopback, the versioned bucket "data"), reached
+// through the real client, whose transport can be made to answer 503.
 type fixture struct {
 	t      *testing.T
 	client *storage.Client
 	srv    *httptest.Server
 	svc    *cloudrun.Service
 	log    *syncBuffer
-	fail   atomic.Int64 // requests to the storage server still to fail
+	fail   atomic.Int64 // storage requests still to fail
+	failed atomic.Int64 // storage requests failed so far
+	// Set before fail, when the default will not do:
+	failStatus int                      // the status of a failed request; 0 means 503
+	failOnly   func(*http.Request) bool // the requests that can fail; nil means all
 }
 
 type syncBuffer struct {
@@ -52,18 +58,62 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
-// lines are the JSON log lines at a severity.
+// lines are the JSON log lines at a severity, or all of them for "".
 func (b *syncBuffer) lines(severity string) []map[string]any {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []map[string]any
 	for _, line := range strings.Split(b.buf.String(), "\n") {
 		var rec map[string]any
-		if json.Unmarshal([]byte(line), &rec) == nil && rec["severity"] == severity {
+		if json.Unmarshal([]byte(line), &rec) == nil && (severity == "" || rec["severity"] == severity) {
 			out = append(out, rec)
 		}
 	}
 	return out
+}
+
+// flaky is the storage client's transport: while f.fail is positive,
+// each request is answered 503 (or f.failStatus) on the client's side of
+// the connection, as a Cloud Storage front end would in an outage.
+type flaky struct {
+	f    *fixture
+	next http.RoundTripper
+}
+
+func (t flaky) RoundTrip(req *http.Request) (*http.Response, error) {
+	if (t.f.failOnly == nil || t.f.failOnly(req)) && t.f.takeFailure() {
+		status := t.f.failStatus
+		if status == 0 {
+			status = http.StatusServiceUnavailable
+		}
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		body := fmt.Sprintf(`{"error":{"code":%d,"message":"%s","errors":[{"reason":"refused"}]}}`, status, http.StatusText(status))
+		return &http.Response{
+			StatusCode: status, Status: fmt.Sprintf("%d %s", status, http.StatusText(status)),
+			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header:        http.Header{"Content-Type": {"application/json"}},
+			Body:          io.NopCloser(strings.NewReader(body)),
+			ContentLength: int64(len(body)),
+			Request:       req,
+		}, nil
+	}
+	return t.next.RoundTrip(req)
+}
+
+// takeFailure reports whether the next storage request is to fail.
+func (f *fixture) takeFailure() bool {
+	for {
+		n := f.fail.Load()
+		if n <= 0 {
+			return false
+		}
+		if f.fail.CompareAndSwap(n, n-1) {
+			f.failed.Add(1)
+			return true
+		}
+	}
 }
 
 func newFixture(t *testing.T, opts compute.Options) *fixture {
@@ -77,19 +127,12 @@ func newFixture(t *testing.T, opts compute.Options) *fixture {
 		t.Fatal(err)
 	}
 	fake.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "data", VersioningEnabled: true})
-	h := fake.HTTPHandler()
-	gsrv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if f.fail.Load() > 0 {
-			f.fail.Add(-1)
-			http.Error(w, `{"error":{"code":503,"message":"backend unavailable"}}`, http.StatusServiceUnavailable)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
+	gsrv.Config.Handler = fake.HTTPHandler()
 	gsrv.Start()
 	t.Cleanup(func() { gsrv.Close(); fake.Stop() })
+	hc := &http.Client{Transport: flaky{f: f, next: http.DefaultTransport.(*http.Transport).Clone()}}
 	f.client, err = storage.NewClient(context.Background(), option.WithEndpoint(gsrv.URL+"/storage/v1/"),
-		option.WithoutAuthentication(), storage.WithJSONReads())
+		option.WithHTTPClient(hc), storage.WithJSONReads())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,12 +145,28 @@ func newFixture(t *testing.T, opts compute.Options) *fixture {
 			return gcs.NewFromClient(f.client, name), nil
 		},
 		Options: opts,
-		Logger:  cloudrun.NewLogger(f.log, slog.LevelInfo),
-		Project: "test-project",
+		Logger:  cloudrun.NewLogger(f.log, "test-project", slog.LevelInfo),
 	}
 	f.srv = httptest.NewServer(f.svc.Handler())
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// outputs are the names of the objects under the output prefix.
+func (f *fixture) outputs() []string {
+	f.t.Helper()
+	var names []string
+	it := f.client.Bucket("data").Objects(context.Background(), &storage.Query{Prefix: "momentum/"})
+	for {
+		attrs, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return names
+		}
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		names = append(names, attrs.Name)
+	}
 }
 
 func (f *fixture) upload(name string, body []byte) int64 {
@@ -203,50 +262,82 @@ func TestEvents(t *testing.T) {
 		status  int
 		outcome string
 		output  string // object expected, with golden content
+		outputs string // the objects under the output prefix afterwards, space-separated
 	}{
 		{"binary, generation a string", func(f *fixture) *http.Request {
 			return f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/p.csv", f.upload("incoming/p.csv", particles), false))
-		}, 200, "done", "momentum/p.csv"},
+		}, 200, "done", "momentum/p.csv", "momentum/p.csv"},
 		{"binary, generation a number", func(f *fixture) *http.Request {
 			return f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/p.csv", f.upload("incoming/p.csv", particles), true))
-		}, 200, "done", "momentum/p.csv"},
+		}, 200, "done", "momentum/p.csv", "momentum/p.csv"},
 		{"structured", func(f *fixture) *http.Request {
 			return f.structuredEvent(t, "incoming/dir/p q.csv", f.upload("incoming/dir/p q.csv", particles))
-		}, 200, "done", "momentum/dir/p q.csv"},
+		}, 200, "done", "momentum/dir/p q.csv", "momentum/dir/p q.csv"},
 		{"an output", func(f *fixture) *http.Request {
 			return f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "momentum/p.csv", f.upload("momentum/p.csv", golden), false))
-		}, 200, "already-processed", ""},
+		}, 200, "already-processed", "", "momentum/p.csv"},
 		{"a processed file", func(f *fixture) *http.Request {
 			return f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/p.csv", f.upload("incoming/p.csv", golden), false))
-		}, 200, "already-processed", ""},
+		}, 200, "already-processed", "", ""},
 		{"outside the input prefix", func(f *fixture) *http.Request {
 			return f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "other/p.csv", f.upload("other/p.csv", particles), false))
-		}, 200, "ignored", ""},
+		}, 200, "ignored", "", ""},
 		{"a deletion", func(f *fixture) *http.Request {
 			return f.binaryEvent("google.cloud.storage.object.v1.deleted", data(t, "incoming/p.csv", 1, false))
-		}, 200, "ignored", ""},
+		}, 200, "ignored", "", ""},
 		{"not JSON", func(f *fixture) *http.Request {
 			return f.binaryEvent("google.cloud.storage.object.v1.finalized", []byte("{"))
-		}, 400, "", ""},
+		}, 400, "malformed", "", ""},
 		{"no bucket", func(f *fixture) *http.Request {
 			return f.binaryEvent("google.cloud.storage.object.v1.finalized", []byte(`{"name":"incoming/p.csv"}`))
-		}, 400, "", ""},
+		}, 400, "malformed", "", ""},
 		{"a bad generation", func(f *fixture) *http.Request {
 			return f.binaryEvent("google.cloud.storage.object.v1.finalized", []byte(`{"bucket":"data","name":"incoming/p.csv","generation":"soon"}`))
-		}, 400, "", ""},
+		}, 400, "malformed", "", ""},
 		{"not a CloudEvent", func(f *fixture) *http.Request {
 			req := f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/p.csv", 1, false))
 			req.Header.Del("Ce-Specversion")
 			return req
-		}, 400, "", ""},
+		}, 400, "malformed", "", ""},
+		{"specversion 0.3", func(f *fixture) *http.Request {
+			req := f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/p.csv", 1, false))
+			req.Header.Set("Ce-Specversion", "0.3")
+			return req
+		}, 400, "malformed", "", ""},
+		{"no ce-type", func(f *fixture) *http.Request {
+			req := f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/p.csv", 1, false))
+			req.Header.Del("Ce-Type")
+			return req
+		}, 400, "malformed", "", ""},
+		{"structured, no name", func(f *fixture) *http.Request {
+			req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/", strings.NewReader(
+				`{"specversion":"1.0","id":"1","source":"//storage.googleapis.com/projects/_/buckets/data","type":"google.cloud.storage.object.v1.finalized","data":{"bucket":"data"}}`))
+			req.Header.Set("Content-Type", "application/cloudevents+json")
+			return req
+		}, 400, "malformed", "", ""},
+		{"structured, another type", func(f *fixture) *http.Request {
+			req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/", strings.NewReader(
+				`{"specversion":"1.0","id":"1","source":"//storage.googleapis.com/projects/_/buckets/data","type":"google.cloud.storage.object.v1.archived","data":{}}`))
+			req.Header.Set("Content-Type", "application/cloudevents+json")
+			return req
+		}, 200, "ignored", "", ""},
+		{"a folder marker", func(f *fixture) *http.Request {
+			return f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/dir/", f.upload("incoming/dir/", nil), false))
+		}, 200, "ignored", "", ""},
+		{"an event too large, chunked", func(f *fixture) *http.Request {
+			req := f.binaryEvent("google.cloud.storage.object.v1.finalized", nil)
+			req.Body = io.NopCloser(io.MultiReader(strings.NewReader("{"), bytes.NewReader(bytes.Repeat([]byte(" "), 2<<20))))
+			req.ContentLength = -1
+			return req
+		}, 413, "malformed", "", ""},
 		{"structured, not JSON", func(f *fixture) *http.Request {
 			req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/", strings.NewReader("{"))
 			req.Header.Set("Content-Type", "application/cloudevents+json")
 			return req
-		}, 400, "", ""},
+		}, 400, "malformed", "", ""},
 		{"an event too large", func(f *fixture) *http.Request {
 			return f.binaryEvent("google.cloud.storage.object.v1.finalized", bytes.Repeat([]byte(" "), 2<<20))
-		}, 413, "", ""},
+		}, 413, "malformed", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -262,8 +353,12 @@ func TestEvents(t *testing.T) {
 				if got, ok := f.get(tt.output); !ok || !bytes.Equal(got, golden) {
 					t.Errorf("output %s: %q", tt.output, got)
 				}
-			} else if got, ok := f.get("momentum/p.csv"); ok && tt.name != "an output" {
-				t.Errorf("an output was written: %q", got)
+			}
+			if got := strings.Join(f.outputs(), " "); got != tt.outputs {
+				t.Errorf("objects under momentum/: %q, want %q", got, tt.outputs)
+			}
+			if errs := f.log.lines("ERROR"); len(errs) != 0 {
+				t.Errorf("ERROR lines: %v", errs)
 			}
 		})
 	}
@@ -307,21 +402,74 @@ func TestEventFailures(t *testing.T) {
 			t.Error("no report")
 		}
 	})
+	t.Run("wrong generation", func(t *testing.T) {
+		f := newFixture(t, compute.Options{})
+		gen := f.upload("incoming/wrong.csv", []byte("mass,velocity\n1,2\n"))
+		status, body := do(t, f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/wrong.csv", gen+1000, true)))
+		if status != 200 || !strings.Contains(body, `"failed"`) {
+			t.Fatalf("%d %s", status, body)
+		}
+		if rep, ok := f.get("momentum/wrong.error.json"); !ok || !strings.Contains(string(rep), "not found") {
+			t.Errorf("report %q", rep)
+		}
+		if got := f.outputs(); len(got) != 1 {
+			t.Errorf("objects under momentum/: %q, want only the report", got)
+		}
+		if errs := f.log.lines("ERROR"); len(errs) != 1 || errs[0]["generation"] != strconv.FormatInt(gen+1000, 10) {
+			t.Errorf("ERROR lines %v", errs)
+		}
+	})
 	t.Run("transient", func(t *testing.T) {
 		f := newFixture(t, compute.Options{})
 		gen := f.upload("incoming/flaky.csv", testdata(t, "particles.csv"))
-		f.fail.Store(1000)
+		f.fail.Store(1000) // more than the client's retries of a request
 		req := f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/flaky.csv", gen, false))
 		status, body := do(t, req)
-		if status != http.StatusServiceUnavailable {
+		if status != http.StatusServiceUnavailable || !strings.Contains(body, `"retry"`) {
 			t.Fatalf("during an outage: %d %s, want 503", status, body)
 		}
-		f.fail.Store(0)
-		if _, ok := f.get("momentum/flaky.error.json"); ok {
-			t.Error("a transient failure was reported as permanent")
+		if f.failed.Load() == 0 {
+			t.Fatal("no storage request failed")
 		}
+		f.fail.Store(0)
+		if got := f.outputs(); len(got) != 0 {
+			t.Errorf("objects under momentum/ after a transient failure: %q", got)
+		}
+		if errs := f.log.lines("ERROR"); len(errs) != 0 {
+			t.Errorf("a transient failure logged ERROR: %v", errs)
+		}
+		// Eventarc redelivers the same event.
 		req = f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/flaky.csv", gen, false))
 		if status, body := do(t, req); status != 200 || !strings.Contains(body, `"done"`) {
+			t.Errorf("redelivery: %d %s", status, body)
+		}
+		if got, _ := f.get("momentum/flaky.csv"); !bytes.Equal(got, testdata(t, "particles.golden")) {
+			t.Errorf("output after redelivery %q", got)
+		}
+	})
+	t.Run("upload refused", func(t *testing.T) {
+		// The duplicate check and the read succeed, the upload is refused
+		// with 403 (a permission not granted yet): nothing is committed,
+		// the answer is 503, and the redelivery works.
+		f := newFixture(t, compute.Options{})
+		gen := f.upload("incoming/mid.csv", testdata(t, "particles.csv"))
+		f.failStatus = http.StatusForbidden
+		f.failOnly = func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/upload/") }
+		f.fail.Store(1000)
+		event := func() *http.Request {
+			return f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/mid.csv", gen, false))
+		}
+		if status, body := do(t, event()); status != http.StatusServiceUnavailable || !strings.Contains(body, "permission denied") {
+			t.Fatalf("%d %s, want 503 for a permission denied", status, body)
+		}
+		if f.failed.Load() == 0 {
+			t.Fatal("no upload was refused")
+		}
+		f.fail.Store(0)
+		if got := f.outputs(); len(got) != 0 {
+			t.Errorf("objects under momentum/: %q", got)
+		}
+		if status, body := do(t, event()); status != 200 || !strings.Contains(body, `"done"`) {
 			t.Errorf("redelivery: %d %s", status, body)
 		}
 	})
@@ -362,8 +510,9 @@ func TestBusy(t *testing.T) {
 	first := make(chan int)
 	go func() { s, _ := do(t, event()); first <- s }()
 	<-entered
-	resp, err := http.DefaultClient.Do(event())
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(event()) // not queued: refused at once
 	if err != nil {
+		close(release)
 		t.Fatal(err)
 	}
 	resp.Body.Close()
@@ -404,10 +553,25 @@ func TestSync(t *testing.T) {
 		{"json, negative mass", "/v1/momentum", "application/json", []byte(`[{"mass":2,"velocity":3},{"mass":-1,"velocity":3}]`), 422, `~"index":1,"field":"mass"`},
 		{"json, a string", "/v1/momentum", "application/json", []byte(`{"mass":"2","velocity":3}`), 422, `~"index":0,"field":"mass"`},
 		{"json, not JSON", "/v1/momentum", "application/json", []byte(`{"mass":`), 400, "~JSON"},
+		{"json, empty array", "/v1/momentum", "application/json", []byte(`[]`), 200, "[]\n"},
+		{"json, options", "/v1/momentum?decimals=2&delimiter=%3B&header=no", "application/json; charset=utf-8", []byte(`[{"mass":1e3,"velocity":-0.5}]`), 200,
+			`[{"mass":1e3,"momentum":-500.00,"velocity":-0.5}]` + "\n"},
+		{"json, missing velocity", "/v1/momentum", "application/json", []byte(`[{"mass":1}]`), 422, `~"index":0,"field":"velocity","reason":"missing"`},
+		{"json, has momentum", "/v1/momentum", "application/json", []byte(`{"mass":1,"velocity":2,"momentum":2}`), 422, `~"field":"momentum"`},
+		{"json, not objects", "/v1/momentum", "application/json", []byte(`[{"mass":1,"velocity":2},3]`), 422, `~"index":1`},
+		{"json, a string", "/v1/momentum", "application/json", []byte(`"mass"`), 400, "~JSON"},
+		{"json, out of range", "/v1/momentum", "application/json", []byte(`{"mass":1e400,"velocity":2}`), 422, `~"field":"mass","reason":"number out of float64 range`},
+		{"csv, headerless", "/v1/momentum?header=no", "text/csv; charset=utf-8", []byte("1,2\n3,4\n"), 200, "1,2,2\n3,4,12\n"},
+		{"csv, tab", "/v1/momentum?delimiter=tab", "text/csv", []byte("mass\tvelocity\n1\t2\n"), 200, "mass\tvelocity\tmomentum\n1\t2\t2\n"},
+		{"csv, empty", "/v1/momentum", "text/csv", nil, 422, `~"line":1,"reason":"empty input"`},
+		{"csv, processed", "/v1/momentum", "text/csv", testdata(t, "particles.golden"), 422, `~already processed`},
+		{"csv, bad header option", "/v1/momentum?header=maybe", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~header"},
+		{"csv, bad delimiter", "/v1/momentum?delimiter=%22", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~delimiter"},
+		{"csv, decimals out of range", "/v1/momentum?decimals=101", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~decimals"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, body, _ := post(tt.path, tt.contentType, tt.body)
+			status, body, header := post(tt.path, tt.contentType, tt.body)
 			ok := body == tt.want
 			if part, found := strings.CutPrefix(tt.want, "~"); found {
 				ok = strings.Contains(body, part)
@@ -415,12 +579,24 @@ func TestSync(t *testing.T) {
 			if status != tt.status || !ok {
 				t.Errorf("%d %q, want %d %q", status, body, tt.status, tt.want)
 			}
+			// Only a success is CSV; errors and JSON answers are JSON.
+			ctype := "application/json"
+			if status == 200 && !strings.HasPrefix(tt.contentType, "application/json") {
+				ctype = "text/csv; charset=utf-8"
+			}
+			if got := header.Get("Content-Type"); got != ctype {
+				t.Errorf("Content-Type %q, want %q", got, ctype)
+			}
+			if ctype == "application/json" && !json.Valid([]byte(body)) {
+				t.Errorf("not JSON: %q", body)
+			}
 		})
 	}
 	t.Run("too large", func(t *testing.T) {
 		f.svc.MaxBody = 1 << 10
 		srv := httptest.NewServer(f.svc.Handler())
 		defer srv.Close()
+		defer srv.CloseClientConnections() // should a server wait for a body that never comes
 		resp, err := http.Post(srv.URL+"/v1/momentum", "text/csv", bytes.NewReader(bytes.Repeat([]byte("1,2\n"), 1<<10)))
 		if err != nil {
 			t.Fatal(err)
@@ -428,6 +604,24 @@ func TestSync(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusRequestEntityTooLarge {
 			t.Errorf("%d, want 413", resp.StatusCode)
+		}
+		// A Content-Length over the limit is refused before the body is
+		// read: this body never comes.
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		// The client waits for its body to be read before giving up: end
+		// it, should the server wait for it.
+		timer := time.AfterFunc(5*time.Second, func() { pw.CloseWithError(errors.New("the server waited for the body")) })
+		defer timer.Stop()
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/momentum", pr)
+		req.ContentLength = 1<<10 + 1
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("Content-Length over the limit: %d, want 413", resp.StatusCode)
 		}
 		// Without a Content-Length, the limit still holds.
 		resp, err = http.Post(srv.URL+"/v1/momentum", "text/csv", io.MultiReader(strings.NewReader("mass,velocity\n"), bytes.NewReader(bytes.Repeat([]byte("1,2\n"), 1<<10))))
@@ -448,6 +642,25 @@ func TestSync(t *testing.T) {
 		if resp.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(resp.Header.Get("Allow"), "POST") {
 			t.Errorf("GET /v1/momentum: %d, Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
 		}
+		for _, m := range []string{http.MethodGet, http.MethodPut} {
+			req, _ := http.NewRequest(m, f.srv.URL+"/", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" {
+				t.Errorf("%s /: %d, Allow %q", m, resp.StatusCode, resp.Header.Get("Allow"))
+			}
+		}
+		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/healthz", nil)
+		if resp, err = http.DefaultClient.Do(req); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("POST /healthz: %d", resp.StatusCode)
+		}
 		resp, err = http.Get(f.srv.URL + "/healthz")
 		if err != nil {
 			t.Fatal(err)
@@ -458,6 +671,58 @@ func TestSync(t *testing.T) {
 			t.Errorf("healthz: %d %q", resp.StatusCode, b)
 		}
 	})
+}
+
+// TestSyncBusy: a synchronous request over MaxSync is 503 with
+// Retry-After, while events still go through.
+func TestSyncBusy(t *testing.T) {
+	f := newFixture(t, compute.Options{})
+	f.svc.MaxSync = 1
+	srv := httptest.NewServer(f.svc.Handler())
+	defer srv.Close()
+	// The first request sends its header, then holds its body back. With
+	// Expect: 100-continue, the client sends the body only once the
+	// handler reads it, by which time it holds the one slot.
+	pr, pw := io.Pipe()
+	first := make(chan int, 1)
+	go func() {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.ExpectContinueTimeout = time.Minute
+		defer tr.CloseIdleConnections()
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/momentum", pr)
+		req.Header.Set("Content-Type", "text/csv")
+		req.Header.Set("Expect", "100-continue")
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	if _, err := pw.Write([]byte("mass,velocity\n")); err != nil { // the handler is reading: the slot is taken
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Post(srv.URL+"/v1/momentum", "text/csv", strings.NewReader("mass,velocity\n1,2\n"))
+	if err != nil {
+		pw.Close()
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("second request: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	gen := f.upload("incoming/p.csv", testdata(t, "particles.csv"))
+	req := f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/p.csv", gen, false))
+	req.URL.Host = strings.TrimPrefix(srv.URL, "http://")
+	if status, body := do(t, req); status != 200 {
+		t.Errorf("an event meanwhile: %d %s", status, body)
+	}
+	pw.Write([]byte("1,2\n"))
+	pw.Close()
+	if s := <-first; s != 200 {
+		t.Errorf("first request: %d", s)
+	}
 }
 
 // TestServeShutdown: when its context ends, Serve stops accepting, waits
@@ -520,5 +785,236 @@ func TestServeShutdown(t *testing.T) {
 	}
 	if _, ok := f.get("momentum/a.csv"); ok {
 		t.Error("an output was written")
+	}
+}
+
+func TestDuplicates(t *testing.T) {
+	golden := testdata(t, "particles.golden")
+	t.Run("redelivered", func(t *testing.T) {
+		f := newFixture(t, compute.Options{})
+		gen := f.upload("incoming/p.csv", testdata(t, "particles.csv"))
+		event := func() *http.Request {
+			return f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/p.csv", gen, false))
+		}
+		if status, body := do(t, event()); status != 200 || !strings.Contains(body, `"done"`) {
+			t.Fatalf("first delivery: %d %s", status, body)
+		}
+		attrs, err := f.client.Bucket("data").Object("momentum/p.csv").Attrs(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status, body := do(t, event()); status != 200 || !strings.Contains(body, `"duplicate"`) {
+			t.Fatalf("second delivery: %d %s", status, body)
+		}
+		again, err := f.client.Bucket("data").Object("momentum/p.csv").Attrs(context.Background())
+		if err != nil || again.Generation != attrs.Generation {
+			t.Errorf("the output was rewritten: generation %d, then %d (%v)", attrs.Generation, again.Generation, err)
+		}
+		if got := f.outputs(); len(got) != 1 {
+			t.Errorf("objects under momentum/: %q", got)
+		}
+	})
+	t.Run("concurrent", func(t *testing.T) {
+		f := newFixture(t, compute.Options{})
+		gen := f.upload("incoming/p.csv", testdata(t, "particles.csv"))
+		// Both deliveries are past the duplicate check before either
+		// writes: the create-only write settles it.
+		var ready sync.WaitGroup
+		ready.Add(2)
+		store := f.svc.Bucket
+		f.svc.Bucket = func(ctx context.Context, name string) (compute.Store, error) {
+			st, err := store(ctx, name)
+			return &barrier{Store: st, ready: &ready}, err
+		}
+		srv := httptest.NewServer(f.svc.Handler())
+		defer srv.Close()
+		bodies := make([]string, 2)
+		statuses := make([]int, 2)
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Go(func() {
+				req := f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/p.csv", gen, false))
+				req.URL.Host = strings.TrimPrefix(srv.URL, "http://")
+				statuses[i], bodies[i] = do(t, req)
+			})
+		}
+		wg.Wait()
+		outcomes := map[string]int{}
+		for i := range 2 {
+			if statuses[i] != 200 {
+				t.Errorf("delivery %d: %d %s", i, statuses[i], bodies[i])
+			}
+			var res struct{ Outcome string }
+			json.Unmarshal([]byte(bodies[i]), &res)
+			outcomes[res.Outcome]++
+		}
+		if outcomes["done"] != 1 || outcomes["duplicate"] != 1 {
+			t.Errorf("outcomes %v, want one done and one duplicate", outcomes)
+		}
+		if got := f.outputs(); len(got) != 1 {
+			t.Errorf("objects under momentum/: %q", got)
+		}
+		if got, _ := f.get("momentum/p.csv"); !bytes.Equal(got, golden) {
+			t.Errorf("output %q", got)
+		}
+	})
+}
+
+// barrier is a store whose writers wait, before writing, until two
+// writers exist.
+type barrier struct {
+	compute.Store
+	ready *sync.WaitGroup
+	once  sync.Once
+}
+
+func (b *barrier) NewWriter(ctx context.Context, key string, o compute.WriteOptions) (io.WriteCloser, error) {
+	b.once.Do(func() {
+		b.ready.Done()
+		b.ready.Wait()
+	})
+	return b.Store.NewWriter(ctx, key, o)
+}
+
+func TestPanic(t *testing.T) {
+	f := newFixture(t, compute.Options{})
+	f.svc.Bucket = func(ctx context.Context, name string) (compute.Store, error) { panic("a bug") }
+	srv := httptest.NewServer(f.svc.Handler())
+	defer srv.Close()
+	gen := f.upload("incoming/p.csv", testdata(t, "particles.csv"))
+	req := f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/p.csv", gen, false))
+	req.URL.Host = strings.TrimPrefix(srv.URL, "http://")
+	if status, body := do(t, req); status != http.StatusInternalServerError {
+		t.Errorf("%d %s, want 500", status, body)
+	}
+	if errs := f.log.lines("ERROR"); len(errs) != 1 || errs[0]["panic"] != "a bug" {
+		t.Errorf("ERROR lines %v", errs)
+	}
+}
+
+func TestTrace(t *testing.T) {
+	tests := []struct {
+		name, project, header, value string
+		trace, span                  string
+	}{
+		{"cloud trace, project", "p1", "X-Cloud-Trace-Context", "105445AA7843BC8BF206B12000100000/255;o=1",
+			"projects/p1/traces/105445aa7843bc8bf206b12000100000", "00000000000000ff"},
+		{"traceparent, project", "p1", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+			"projects/p1/traces/4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"},
+		{"traceparent, no project", "", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+			"4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"},
+		{"cloud trace, no span", "", "X-Cloud-Trace-Context", "105445aa7843bc8bf206b12000100000",
+			"105445aa7843bc8bf206b12000100000", ""},
+		{"garbage", "p1", "traceparent", "zz", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, compute.Options{})
+			f.svc.Logger = cloudrun.NewLogger(f.log, tt.project, slog.LevelInfo)
+			srv := httptest.NewServer(f.svc.Handler())
+			defer srv.Close()
+			req := f.binaryEvent("google.cloud.storage.object.v1.deleted", data(t, "incoming/p.csv", 1, false))
+			req.URL.Host = strings.TrimPrefix(srv.URL, "http://")
+			req.Header.Set(tt.header, tt.value)
+			if status, body := do(t, req); status != 200 {
+				t.Fatalf("%d %s", status, body)
+			}
+			lines := f.log.lines("INFO")
+			if len(lines) != 1 {
+				t.Fatalf("INFO lines %v", lines)
+			}
+			got := lines[0]
+			trace, _ := got["logging.googleapis.com/trace"].(string)
+			span, _ := got["logging.googleapis.com/spanId"].(string)
+			if trace != tt.trace || span != tt.span {
+				t.Errorf("trace %q span %q, want %q %q", trace, span, tt.trace, tt.span)
+			}
+			if got["eventId"] != "1234567890" || got["message"] == nil || got["time"] == nil {
+				t.Errorf("log line %v", got)
+			}
+		})
+	}
+}
+
+func TestLoggerSeverity(t *testing.T) {
+	var buf syncBuffer
+	log := cloudrun.NewLogger(&buf, "", slog.LevelDebug)
+	log.Debug("d")
+	log.Info("i")
+	log.Warn("w")
+	log.Error("e")
+	log.Log(context.Background(), slog.LevelError+4, "worse")
+	want := [][2]string{{"DEBUG", "d"}, {"INFO", "i"}, {"WARNING", "w"}, {"ERROR", "e"}, {"ERROR", "worse"}}
+	lines := buf.lines("")
+	if len(lines) != len(want) {
+		t.Fatalf("lines %v", lines)
+	}
+	for i, l := range lines {
+		if l["severity"] != want[i][0] || l["message"] != want[i][1] || l["time"] == nil || l["level"] != nil || l["msg"] != nil {
+			t.Errorf("line %d: %v, want severity %s message %s", i, l, want[i][0], want[i][1])
+		}
+	}
+}
+
+// TestServeDrain: a request in flight when the context ends finishes
+// within the grace period and is answered; Serve returns once it has,
+// without waiting for the rest of the grace period.
+func TestServeDrain(t *testing.T) {
+	f := newFixture(t, compute.Options{})
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	store := f.svc.Bucket
+	var once sync.Once
+	f.svc.Bucket = func(ctx context.Context, name string) (compute.Store, error) {
+		once.Do(func() { close(entered) })
+		<-release
+		return store(ctx, name)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- cloudrun.Serve(ctx, l, f.svc.Handler(), nil, 10*time.Second) }()
+	gen := f.upload("incoming/a.csv", testdata(t, "particles.csv"))
+	answered := make(chan string, 1)
+	go func() {
+		req := f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/a.csv", gen, false))
+		req.URL.Host = l.Addr().String()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		answered <- strconv.Itoa(resp.StatusCode) + " " + string(b)
+	}()
+	<-entered
+	start := time.Now()
+	stop()
+	time.Sleep(100 * time.Millisecond)
+	if _, err := net.DialTimeout("tcp", l.Addr().String(), time.Second); err == nil {
+		t.Error("still accepting connections while draining")
+	}
+	close(release)
+	if got := <-answered; !strings.HasPrefix(got, "200 ") || !strings.Contains(got, `"done"`) {
+		t.Errorf("the request in flight: %s", got)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Serve returned %v after the stop, want as soon as the request was done", took)
+	}
+	if got, ok := f.get("momentum/a.csv"); !ok || !bytes.Equal(got, testdata(t, "particles.golden")) {
+		t.Errorf("output %q", got)
 	}
 }

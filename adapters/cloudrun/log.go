@@ -10,11 +10,23 @@ import (
 	"strings"
 )
 
+// Keys of the log fields Cloud Logging reads from a JSON line.
+const (
+	traceKey   = "logging.googleapis.com/trace"
+	spanKey    = "logging.googleapis.com/spanId"
+	sampledKey = "logging.googleapis.com/trace_sampled"
+)
+
 // NewLogger returns a logger of JSON lines in the shape Cloud Logging
 // reads from a container's output: "severity" (DEBUG, INFO, WARNING,
-// ERROR), "message" and "time". Request logs add the request's trace (see
-// Service.Project).
-func NewLogger(w io.Writer, level slog.Leveler) *slog.Logger {
+// ERROR), "message" and "time", then the record's own fields.
+//
+// Request logs carry the request's trace, when it has one, under
+// "logging.googleapis.com/trace" and "logging.googleapis.com/spanId", so
+// that Cloud Logging groups a request's lines under the request. The
+// trace is "projects/PROJECT/traces/TRACE" when project is not "", the
+// bare trace id otherwise (which Cloud Logging does not link).
+func NewLogger(w io.Writer, project string, level slog.Leveler) *slog.Logger {
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{
 		Level: level,
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
@@ -23,9 +35,16 @@ func NewLogger(w io.Writer, level slog.Leveler) *slog.Logger {
 			}
 			switch a.Key {
 			case slog.LevelKey:
-				return slog.String("severity", severity(a.Value.Any().(slog.Level)))
+				if l, ok := a.Value.Any().(slog.Level); ok {
+					return slog.String("severity", severity(l))
+				}
+				a.Key = "severity"
 			case slog.MessageKey:
 				a.Key = "message"
+			case traceKey:
+				if t := a.Value.String(); project != "" && !strings.HasPrefix(t, "projects/") {
+					return slog.String(traceKey, "projects/"+project+"/traces/"+t)
+				}
 			}
 			return a
 		},
@@ -33,6 +52,7 @@ func NewLogger(w io.Writer, level slog.Leveler) *slog.Logger {
 	return slog.New(h)
 }
 
+// severity is Cloud Logging's name for a level.
 func severity(l slog.Level) string {
 	switch {
 	case l >= slog.LevelError:
@@ -46,32 +66,41 @@ func severity(l slog.Level) string {
 }
 
 var (
-	cloudTrace  = regexp.MustCompile(`^([0-9a-fA-F]{32})(?:/([0-9]+))?`)
-	traceparent = regexp.MustCompile(`^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$`)
+	// X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS, the span id in
+	// decimal.
+	cloudTrace = regexp.MustCompile(`^([0-9a-fA-F]{32})(?:/([0-9]+))?(?:;o=([01]))?`)
+	// W3C traceparent: VERSION-TRACE_ID-SPAN_ID-FLAGS, in lower-case hex.
+	traceparent = regexp.MustCompile(`^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})`)
 )
 
 // requestLogger is the service's logger with the request's trace, from
-// X-Cloud-Trace-Context (TRACE/SPAN;o=1) or W3C traceparent.
+// the W3C traceparent header or else X-Cloud-Trace-Context; Cloud Run
+// sets both. The span id is written as 16 hex digits, as Cloud Logging
+// wants it.
 func (s *Service) requestLogger(r *http.Request) *slog.Logger {
 	log := s.logger()
 	var trace, span string
+	sampled := false
 	if m := traceparent.FindStringSubmatch(r.Header.Get("traceparent")); m != nil {
 		trace, span = m[1], m[2]
+		flags, _ := strconv.ParseUint(m[3], 16, 8)
+		sampled = flags&1 == 1
 	} else if m := cloudTrace.FindStringSubmatch(r.Header.Get("X-Cloud-Trace-Context")); m != nil {
 		trace = strings.ToLower(m[1])
-		if n, err := strconv.ParseUint(m[2], 10, 64); err == nil {
-			span = fmt.Sprintf("%016x", n) // decimal there, hex in Cloud Logging
+		if n, err := strconv.ParseUint(m[2], 10, 64); err == nil && n != 0 {
+			span = fmt.Sprintf("%016x", n)
 		}
+		sampled = m[3] == "1"
 	}
-	if trace == "" {
+	if trace == "" || strings.Trim(trace, "0") == "" {
 		return log
 	}
-	if s.Project != "" {
-		trace = "projects/" + s.Project + "/traces/" + trace
+	attrs := []any{traceKey, trace}
+	if span != "" && strings.Trim(span, "0") != "" {
+		attrs = append(attrs, spanKey, span)
 	}
-	log = log.With("logging.googleapis.com/trace", trace)
-	if span != "" {
-		log = log.With("logging.googleapis.com/spanId", span)
+	if sampled {
+		attrs = append(attrs, sampledKey, true)
 	}
-	return log
+	return log.With(attrs...)
 }

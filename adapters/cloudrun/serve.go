@@ -9,19 +9,36 @@ import (
 	"time"
 )
 
+// Timeouts of the server Serve runs. There is no write timeout: an event
+// job takes as long as its object does, and Cloud Run's request timeout
+// bounds it.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+	// afterGrace is how long Serve waits, once the grace period is over
+	// and the requests' contexts are cancelled, for their handlers to
+	// return before it closes their connections.
+	afterGrace = time.Second
+)
+
 // Serve serves h on l until ctx is done (SIGTERM, on Cloud Run), then
 // shuts down: it stops accepting, lets requests in flight finish for up
 // to grace, then cancels their contexts, so that unfinished jobs abort
-// their uploads and commit nothing, and returns once they have. Cloud Run
-// kills the container 10 s after SIGTERM; a grace of 8 s leaves time for
-// the rest.
+// their uploads and commit nothing (Eventarc redelivers their events),
+// waits up to a second for their handlers, closes what is left and
+// returns nil. Cloud Run kills the container 10 s after SIGTERM; a grace
+// of 8 s leaves time for the rest. Serve closes l. It returns an error
+// only when serving fails before ctx is done. logger may be nil.
 func Serve(ctx context.Context, l net.Listener, h http.Handler, logger *slog.Logger, grace time.Duration) error {
+	if logger == nil {
+		logger = slog.Default()
+	}
 	base, cancelRequests := context.WithCancel(context.Background())
 	defer cancelRequests()
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
@@ -39,10 +56,11 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, logger *slog.Log
 	if err != nil {
 		logger.Warn("requests still running after the grace period: cancelling them")
 		cancelRequests()
-		waitCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		waitCtx, cancel := context.WithTimeout(context.Background(), afterGrace)
 		err = srv.Shutdown(waitCtx)
 		cancel()
 		if err != nil {
+			logger.Warn("requests still running after cancellation: closing their connections")
 			srv.Close()
 		}
 	}

@@ -57,7 +57,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Bucket:  cachedBuckets(func(ctx context.Context, name string) (compute.Store, error) { return gcs.New(ctx, name) }),
 		Options: c.opts,
 		Logger:  log,
-		Project: projectID(getenv),
 	}
 	log.Info("serving", "address", l.Addr().String(), "input", "gs://"+c.route.From.String(), "output", "gs://"+c.route.To.String(), "version", versionString())
 	if err := cloudrun.Serve(ctx, l, svc.Handler(), log, grace); err != nil {
@@ -68,7 +67,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	return exitOK
 }
 
-// cloudLogger logs JSON lines in the shape Google Cloud Logging reads.
+// cloudLogger logs JSON lines in the shape Google Cloud Logging reads,
+// with traces named in the project when it is known.
 func cloudLogger(w io.Writer, getenv func(string) string) *slog.Logger {
 	level := slog.LevelInfo
 	if v := getenv("MOMENTUM_LOG_LEVEL"); v != "" {
@@ -76,7 +76,7 @@ func cloudLogger(w io.Writer, getenv func(string) string) *slog.Logger {
 			fmt.Fprintf(w, "momentum: MOMENTUM_LOG_LEVEL=%q: want debug, info, warn or error\n", v)
 		}
 	}
-	return cloudrun.NewLogger(w, level)
+	return cloudrun.NewLogger(w, projectID(getenv), level)
 }
 
 // projectID is the Google Cloud project: from the environment, or on
