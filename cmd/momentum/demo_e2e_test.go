@@ -3,6 +3,7 @@ package main
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -43,14 +44,16 @@ func TestDemo(t *testing.T) {
 	t.Logf("image built without Docker: %s", strings.TrimSpace(string(out)))
 
 	// 2. "Cloud Run": the image's binary, as its entrypoint, serving.
-	img, _, err := openImage(imageDir+":momentum:demo", platformOf(runtime.GOARCH))
+	src, err := openImage(context.Background(), imageDir+":momentum:demo", platformOf(runtime.GOARCH))
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry, binary, err := entrypointBinary(img)
+	defer src.Close()
+	ep, err := readEntrypoint(context.Background(), src.img)
 	if err != nil {
 		t.Fatal(err)
 	}
+	entry, binary := ep.path, ep.data
 	container := filepath.Join(dir, "container"+strings.ReplaceAll(entry, "/", "_"))
 	if err := os.WriteFile(container, binary, 0o755); err != nil {
 		t.Fatal(err)

@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case len(args) > 0 && args[0] == "job":
 		return runJob(ctx, args[1:], getenv, stdout, cloudLogger(stderr, getenv))
 	case len(args) > 0 && args[0] == "package":
-		return runPackage(ctx, args[1:], stdout, stderr)
+		return runPackage(ctx, args[1:], stdout, stderr, isTerminal(stderr))
 	case len(args) > 0 && args[0] == "serve":
 		return runServe(ctx, args[1:], getenv, stdout, stderr)
 	case getenv("CLOUD_RUN_JOB") != "":
