@@ -43,26 +43,49 @@
 //
 // # Synchronous requests
 //
-// POST /v1/momentum runs the kernel on the request body, with the
-// service's options, which the query parameters decimals (-1 for the
-// shortest form, 0..100), delimiter (one byte, or "tab") and header (auto,
-// yes, no) override; a bad value is 400. The endpoint is always strict
-// (fail mode): skipping bad rows would need a second body for them. The
-// whole answer is computed before it starts, so invalid data is a 422
-// with a JSON body {"error", "line", "column", "reason"}, never a 200 with
-// half a result. A CSV answer is byte for byte what the CLI writes.
+// POST /v1/momentum runs the kernel on the request body with the
+// service's options, which these query parameters override, with the
+// values the CLI's flags take:
+//
+//	decimals   -1 (the shortest exact form) or 0..100
+//	delimiter  one byte, or "tab"
+//	header     auto, yes or no
+//	mass, velocity, momentum   the columns' names (distinct, not empty)
+//	on_error   fail; skip is refused (see below)
+//
+// An unknown parameter, one given twice or a bad value is a 400.
+//
+// The endpoint is always strict (fail mode), whatever the service's
+// options: skipped rows would need a second body to be reported in, and a
+// caller that wants them skipped can drop the file in the bucket instead;
+// on_error=skip is a 400 that says so. The whole answer is computed before
+// it starts, so invalid data is a 422 with a JSON body {"error", "line",
+// "column", "reason"}, never a 200 with half a result. A CSV answer is
+// byte for byte what the CLI writes for the same bytes and options.
 //
 // A JSON body (Content-Type application/json) is an object with the
-// numbers mass and velocity, or an array of such objects. They go through
-// the kernel as the CSV rows "mass,velocity" with the numbers' own text,
-// and the answer is the same object or array, each object with "momentum"
-// added as a JSON number, the kernel's text for it. Other fields are kept;
-// the keys come out sorted. Invalid data is a 422 with {"error", "index"
-// (0-based, in the array), "field", "reason"}; an object that has a
-// momentum already is one too.
+// numbers mass and velocity, or an array of such objects; the field names
+// are those of the mass, velocity and momentum columns, matched exactly
+// (case and all, unlike a CSV header). Their numbers go through
+// the kernel as the CSV rows "mass,velocity" in the numbers' own text, so
+// that the momentum is the text the CSV path gives, and the answer is the
+// same object or array, each object as it came (compacted, its fields in
+// their order), with "momentum" appended as a JSON number:
 //
-// A body over MaxBody is 413; more than MaxSync requests at once get 503
-// with Retry-After.
+//	{"mass":1.23,"velocity":4.56}  →  {"mass":1.23,"velocity":4.56,"momentum":5.6088}
+//
+// Invalid data is a 422 with {"error", "index" (0-based, in the array; 0
+// for a lone object), "field", "reason"}: an element that is not an
+// object, a number missing, given twice or not a JSON number, an object
+// that has a momentum already, or a row the kernel refuses. A body that
+// is not JSON, or neither an object nor an array, is a 400.
+//
+// A body over MaxBody is a 413, refused before it is read when its
+// Content-Length says so; so is an answer that would exceed 2×MaxBody (the
+// momentum column makes an answer larger than its request: up to a
+// hundred times with decimals=100). An answer over 32 MiB goes without a
+// Content-Length, chunked, as Cloud Run requires of large HTTP/1
+// answers. More than MaxSync requests at once get 503 with Retry-After.
 //
 // # Memory
 //
@@ -71,9 +94,15 @@
 // that, up to Options.MaxRecordBytes) and one 8 MiB upload chunk per
 // object written (the output, and the rejects in skip mode), whatever the
 // object's size; at most MaxJobs run at once. A synchronous request holds
-// its body and its answer, about 2×MaxBody at most, and at most MaxSync
-// run at once. Size the container for
-// MaxJobs×(16 MiB + chunks) + MaxSync×2×MaxBody.
+// its body (at most MaxBody) and its answer (at most 2×MaxBody); a JSON
+// one also holds the rows it gives the kernel, less than its body, and
+// the momentum texts, less than its answer. At most MaxSync run at once.
+// Size the container for about
+//
+//	MaxJobs×(16 MiB + chunks) + MaxSync×4×MaxBody
+//
+// which, with the defaults on one CPU, is 4×(16 MiB + 2 MiB) + 2×128 MiB,
+// about 330 MiB; lower MaxBody or MaxSync for a smaller container.
 //
 // # Logs
 //

@@ -321,6 +321,17 @@ func TestEvents(t *testing.T) {
 			req.Header.Set("Content-Type", "application/cloudevents+json")
 			return req
 		}, 200, "ignored", "", ""},
+		{"structured, data_base64", func(f *fixture) *http.Request {
+			gen := f.upload("incoming/p.csv", particles)
+			ev, _ := json.Marshal(map[string]any{
+				"specversion": "1.0", "id": "1", "source": "//storage.googleapis.com/projects/_/buckets/data",
+				"type": "google.cloud.storage.object.v1.finalized", "datacontenttype": "application/json",
+				"data_base64": data(t, "incoming/p.csv", gen, false), // a []byte, in base64
+			})
+			req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/", bytes.NewReader(ev))
+			req.Header.Set("Content-Type", "application/cloudevents+json")
+			return req
+		}, 200, "done", "momentum/p.csv", "momentum/p.csv"},
 		{"a folder marker", func(f *fixture) *http.Request {
 			return f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/dir/", f.upload("incoming/dir/", nil), false))
 		}, 200, "ignored", "", ""},
@@ -545,17 +556,17 @@ func TestSync(t *testing.T) {
 		{"csv", "/v1/momentum", "text/csv", testdata(t, "particles.csv"), 200, string(testdata(t, "particles.golden"))},
 		{"csv, no type", "/v1/momentum", "", testdata(t, "demo.csv"), 200, string(testdata(t, "demo.golden"))},
 		{"csv, options", "/v1/momentum?decimals=3&delimiter=%3B", "text/csv", []byte("mass;velocity\n1;2\n"), 200, "mass;velocity;momentum\n1;2;2.000\n"},
-		{"csv, bad data", "/v1/momentum", "text/csv", []byte("mass,velocity\n1,2\n3,x\n"), 422, `~"line":3,"column":"velocity"`},
+		{"csv, bad data", "/v1/momentum", "text/csv", []byte("mass,velocity\n1,2\n3,x\n"), 422, `~"line":3,"column":"velocity","reason":"not a decimal number: \"x\""`},
 		{"csv, bad option", "/v1/momentum?decimals=many", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~decimals"},
-		{"json object", "/v1/momentum", "application/json", []byte(`{"mass":1.23,"velocity":4.56}`), 200, `{"mass":1.23,"momentum":5.6088,"velocity":4.56}` + "\n"},
+		{"json object", "/v1/momentum", "application/json", []byte(`{"mass":1.23,"velocity":4.56}`), 200, `{"mass":1.23,"velocity":4.56,"momentum":5.6088}` + "\n"},
 		{"json array", "/v1/momentum", "application/json", []byte(`[{"mass":2,"velocity":3,"id":"a"},{"mass":0.1,"velocity":0.2}]`), 200,
-			`[{"id":"a","mass":2,"momentum":6,"velocity":3},{"mass":0.1,"momentum":0.020000000000000004,"velocity":0.2}]` + "\n"},
+			`[{"mass":2,"velocity":3,"id":"a","momentum":6},{"mass":0.1,"velocity":0.2,"momentum":0.020000000000000004}]` + "\n"},
 		{"json, negative mass", "/v1/momentum", "application/json", []byte(`[{"mass":2,"velocity":3},{"mass":-1,"velocity":3}]`), 422, `~"index":1,"field":"mass"`},
 		{"json, a string", "/v1/momentum", "application/json", []byte(`{"mass":"2","velocity":3}`), 422, `~"index":0,"field":"mass"`},
 		{"json, not JSON", "/v1/momentum", "application/json", []byte(`{"mass":`), 400, "~JSON"},
 		{"json, empty array", "/v1/momentum", "application/json", []byte(`[]`), 200, "[]\n"},
 		{"json, options", "/v1/momentum?decimals=2&delimiter=%3B&header=no", "application/json; charset=utf-8", []byte(`[{"mass":1e3,"velocity":-0.5}]`), 200,
-			`[{"mass":1e3,"momentum":-500.00,"velocity":-0.5}]` + "\n"},
+			`[{"mass":1e3,"velocity":-0.5,"momentum":-500.00}]` + "\n"},
 		{"json, missing velocity", "/v1/momentum", "application/json", []byte(`[{"mass":1}]`), 422, `~"index":0,"field":"velocity","reason":"missing"`},
 		{"json, has momentum", "/v1/momentum", "application/json", []byte(`{"mass":1,"velocity":2,"momentum":2}`), 422, `~"field":"momentum"`},
 		{"json, not objects", "/v1/momentum", "application/json", []byte(`[{"mass":1,"velocity":2},3]`), 422, `~"index":1`},
@@ -568,6 +579,25 @@ func TestSync(t *testing.T) {
 		{"csv, bad header option", "/v1/momentum?header=maybe", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~header"},
 		{"csv, bad delimiter", "/v1/momentum?delimiter=%22", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~delimiter"},
 		{"csv, decimals out of range", "/v1/momentum?decimals=101", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~decimals"},
+		{"csv, decimals golden", "/v1/momentum?decimals=3", "text/csv", testdata(t, "demo.csv"), 200, string(testdata(t, "demo-decimals3.golden"))},
+		{"csv, columns golden", "/v1/momentum?delimiter=%3B&mass=MASSE&velocity=geschwindigkeit", "text/csv", testdata(t, "semicolon.csv"), 200, string(testdata(t, "semicolon.golden"))},
+		{"csv, columns", "/v1/momentum?mass=m&velocity=v&momentum=p", "text/csv", []byte("v,m\n3,2\n"), 200, "v,m,p\n3,2,6\n"},
+		{"csv, on_error=fail", "/v1/momentum?on_error=fail", "text/csv", []byte("mass,velocity\n1,2\n"), 200, "mass,velocity,momentum\n1,2,2\n"},
+		{"csv, on_error=skip", "/v1/momentum?on_error=skip", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~always strict"},
+		{"csv, empty column name", "/v1/momentum?mass=", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~mass"},
+		{"csv, same column twice", "/v1/momentum?momentum=MASS", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~same column"},
+		{"csv, unknown parameter", "/v1/momentum?decimal=3", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~unknown query parameter"},
+		{"csv, parameter twice", "/v1/momentum?decimals=3&decimals=4", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~given 2 times"},
+		{"csv, header=yes", "/v1/momentum?header=yes", "text/csv", []byte("mass,velocity\n1,2\n"), 200, "mass,velocity,momentum\n1,2,2\n"},
+		{"json, order and space", "/v1/momentum", "application/json", []byte(" [ {\"velocity\": 4.56 , \"mass\": 1.23, \"note\": \"a, b\\n\"} ]\n"), 200,
+			`[{"velocity":4.56,"mass":1.23,"note":"a, b\n","momentum":5.6088}]` + "\n"},
+		{"json, columns", "/v1/momentum?mass=m&velocity=v&momentum=p", "application/json", []byte(`{"v":3,"m":2,"mass":"kg"}`), 200, `{"v":3,"m":2,"mass":"kg","p":6}` + "\n"},
+		{"json, given twice", "/v1/momentum", "application/json", []byte(`[{"mass":1,"velocity":2,"mass":3}]`), 422, `~"index":0,"field":"mass","reason":"given twice"`},
+		{"json, null", "/v1/momentum", "application/json", []byte(`[{"mass":1,"velocity":2},{"mass":1,"velocity":null}]`), 422, `~"index":1,"field":"velocity","reason":"not a number"`},
+		{"json, trailing data", "/v1/momentum", "application/json", []byte(`{"mass":1,"velocity":2} {}`), 400, "~JSON"},
+		{"json, empty", "/v1/momentum", "application/json", nil, 400, "~JSON"},
+		{"json, cut short", "/v1/momentum", "application/json", []byte(`[{"mass":1,"velocity":2},`), 400, "~JSON"},
+		{"json, overflow", "/v1/momentum", "application/json", []byte(`[{"mass":1e200,"velocity":1e200}]`), 422, `~"index":0,"field":"velocity","reason":"momentum overflows float64`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -589,6 +619,9 @@ func TestSync(t *testing.T) {
 			}
 			if ctype == "application/json" && !json.Valid([]byte(body)) {
 				t.Errorf("not JSON: %q", body)
+			}
+			if status != 200 && strings.Contains(body, "1,2,2") {
+				t.Errorf("a refusal with a partial result: %q", body)
 			}
 		})
 	}
@@ -925,6 +958,12 @@ func TestTrace(t *testing.T) {
 			}
 			got := lines[0]
 			trace, _ := got["logging.googleapis.com/trace"].(string)
+			if tt.project == "" {
+				if trace != "" {
+					t.Errorf("logging.googleapis.com/trace %q without a project", trace)
+				}
+				trace, _ = got["trace"].(string)
+			}
 			span, _ := got["logging.googleapis.com/spanId"].(string)
 			if trace != tt.trace || span != tt.span {
 				t.Errorf("trace %q span %q, want %q %q", trace, span, tt.trace, tt.span)
@@ -1016,5 +1055,315 @@ func TestServeDrain(t *testing.T) {
 	}
 	if got, ok := f.get("momentum/a.csv"); !ok || !bytes.Equal(got, testdata(t, "particles.golden")) {
 		t.Errorf("output %q", got)
+	}
+}
+
+// TestSyncAnswerTooLarge: an answer over 2×MaxBody is refused with 413,
+// CSV or JSON, rather than held in memory.
+func TestSyncAnswerTooLarge(t *testing.T) {
+	f := newFixture(t, compute.Options{})
+	f.svc.MaxBody = 1 << 10
+	srv := httptest.NewServer(f.svc.Handler())
+	defer srv.Close()
+	csvBody := "mass,velocity\n" + strings.Repeat("0,0\n", 200)
+	jsonBody := "[" + strings.Repeat(`{"mass":0,"velocity":0},`, 30) + `{"mass":0,"velocity":0}]`
+	tests := []struct {
+		name, query, contentType, body string
+		status                         int
+	}{
+		{"csv", "", "text/csv", csvBody, 200},
+		{"csv, 100 decimals", "?decimals=100", "text/csv", csvBody, 413},
+		{"json", "", "application/json", jsonBody, 200},
+		{"json, 100 decimals", "?decimals=100", "application/json", jsonBody, 413},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if len(tt.body) > 1<<10 {
+				t.Fatalf("body of %d bytes, over MaxBody", len(tt.body))
+			}
+			resp, err := http.Post(srv.URL+"/v1/momentum"+tt.query, tt.contentType, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Fatalf("%d %q, want %d", resp.StatusCode, b, tt.status)
+			}
+			if tt.status == 413 && (!strings.Contains(string(b), "answer too large") || !json.Valid(b)) {
+				t.Errorf("answer %q", b)
+			}
+		})
+	}
+}
+
+// TestSyncJSONMatchesCSV: the JSON path gives, for the same numbers, the
+// momentum text the CSV path gives, whatever the decimals.
+func TestSyncJSONMatchesCSV(t *testing.T) {
+	f := newFixture(t, compute.Options{})
+	pairs := [][2]string{
+		{"1.23", "4.56"}, {"0.1", "0.2"}, {"0", "-0"}, {"1e3", "-0.5"}, {"12345678901234567890", "3"},
+		{"2.5E-3", "4e+2"}, {"9007199254740993", "1"}, {"1.7976931348623157e308", "1"}, {"5e-324", "0.5"},
+		{"3.141592653589793238462643383279", "2.718281828459045235360287"}, {"0.000001", "1000000"},
+	}
+	var csvIn, jsonIn strings.Builder
+	csvIn.WriteString("mass,velocity\n")
+	jsonIn.WriteString("[")
+	for i, p := range pairs {
+		fmt.Fprintf(&csvIn, "%s,%s\n", p[0], p[1])
+		if i > 0 {
+			jsonIn.WriteString(",")
+		}
+		fmt.Fprintf(&jsonIn, `{"mass":%s,"velocity":%s}`, p[0], p[1])
+	}
+	jsonIn.WriteString("]")
+	post := func(query, contentType, body string) string {
+		t.Helper()
+		resp, err := http.Post(f.srv.URL+"/v1/momentum"+query, contentType, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s %s: %d %s", contentType, query, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	for _, query := range []string{"", "?decimals=0", "?decimals=3", "?decimals=30"} {
+		lines := strings.Split(strings.TrimSuffix(post(query, "text/csv", csvIn.String()), "\n"), "\n")[1:]
+		dec := json.NewDecoder(strings.NewReader(post(query, "application/json", jsonIn.String())))
+		dec.UseNumber()
+		var got []struct{ Mass, Velocity, Momentum json.Number }
+		if err := dec.Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(pairs) || len(lines) != len(pairs) {
+			t.Fatalf("%s: %d CSV rows, %d JSON objects, want %d", query, len(lines), len(got), len(pairs))
+		}
+		for i, line := range lines {
+			want := line[strings.LastIndexByte(line, ',')+1:]
+			if string(got[i].Momentum) != want || string(got[i].Mass) != pairs[i][0] || string(got[i].Velocity) != pairs[i][1] {
+				t.Errorf("%s: %s × %s: JSON %v, CSV momentum %s", query, pairs[i][0], pairs[i][1], got[i], want)
+			}
+		}
+	}
+}
+
+// stallingStore is a store whose writers stall once they have taken
+// more than after bytes, until their context ends, and then go on; the
+// first to stall closes stalled.
+type stallingStore struct {
+	compute.Store
+	after   int64
+	stalled chan struct{}
+	once    sync.Once
+}
+
+func (s *stallingStore) NewWriter(ctx context.Context, key string, o compute.WriteOptions) (io.WriteCloser, error) {
+	w, err := s.Store.NewWriter(ctx, key, o)
+	if err != nil {
+		return nil, err
+	}
+	return &stallingWriter{WriteCloser: w, ctx: ctx, s: s}, nil
+}
+
+type stallingWriter struct {
+	io.WriteCloser
+	ctx     context.Context
+	s       *stallingStore
+	written int64
+}
+
+func (w *stallingWriter) Write(p []byte) (int, error) {
+	n, err := w.WriteCloser.Write(p)
+	w.written += int64(n)
+	if err == nil && w.written > w.s.after {
+		w.s.once.Do(func() { close(w.s.stalled) })
+		<-w.ctx.Done()
+	}
+	return n, err
+}
+
+// TestServeShutdownMidUpload: an event job whose upload is under way,
+// past its first 8 MiB chunk, when the grace period ends is cancelled:
+// Serve returns soon after the grace period, the upload is abandoned and
+// no output appears, not even once the job has returned.
+func TestServeShutdownMidUpload(t *testing.T) {
+	f := newFixture(t, compute.Options{})
+	stalled := make(chan struct{})
+	store := f.svc.Bucket
+	f.svc.Bucket = func(ctx context.Context, name string) (compute.Store, error) {
+		st, err := store(ctx, name)
+		return &stallingStore{Store: st, after: 9 << 20, stalled: stalled}, err
+	}
+	// About 16 MiB of output: two chunks and some.
+	in := "mass,velocity\n" + strings.Repeat("1,2\n", 11<<18)
+	gen := f.upload("incoming/big.csv", []byte(in))
+	var chunks atomic.Int64 // requests of resumable uploads carrying data
+	f.failOnly = func(r *http.Request) bool {
+		if strings.HasPrefix(r.URL.Path, "/upload/") && strings.HasPrefix(r.Header.Get("Content-Range"), "bytes 0-") {
+			chunks.Add(1)
+		}
+		return false
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	const grace = 200 * time.Millisecond
+	go func() { served <- cloudrun.Serve(ctx, l, f.svc.Handler(), f.svc.Logger, grace) }()
+	answered := make(chan int, 1)
+	go func() {
+		req := f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/big.csv", gen, false))
+		req.URL.Host = l.Addr().String()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- 0
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	select {
+	case <-stalled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the upload never got past 9 MiB")
+	}
+	for deadline := time.Now().Add(10 * time.Second); chunks.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no chunk of the upload was sent")
+		}
+	}
+	start := time.Now()
+	stop()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	if took := time.Since(start); took < grace || took > grace+2*time.Second {
+		t.Errorf("Serve returned %v after the stop, want between the grace period and a second or so more", took)
+	}
+	if s := <-answered; s == 200 {
+		t.Error("the cancelled job was answered 200")
+	}
+	if _, err := net.DialTimeout("tcp", l.Addr().String(), time.Second); err == nil {
+		t.Error("still accepting connections")
+	}
+	// The handler may still be closing its writers: give it time to do
+	// the wrong thing.
+	time.Sleep(500 * time.Millisecond)
+	if got := f.outputs(); len(got) != 0 {
+		t.Errorf("objects under momentum/ after a cancelled job: %q", got)
+	}
+	if lines := f.log.lines("ERROR"); len(lines) != 0 {
+		t.Errorf("a cancelled job logged ERROR: %v", lines)
+	}
+}
+
+// TestServeShutdownSlowBody: a synchronous request whose body is still
+// coming when the grace period ends does not hold Serve up for long: its
+// connection is closed a second after its context is cancelled.
+func TestServeShutdownSlowBody(t *testing.T) {
+	f := newFixture(t, compute.Options{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	const grace = 200 * time.Millisecond
+	go func() { served <- cloudrun.Serve(ctx, l, f.svc.Handler(), f.svc.Logger, grace) }()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The header, and part of a body that never ends.
+	fmt.Fprintf(conn, "POST /v1/momentum HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 1000\r\n\r\nmass,velocity\n1,2\n")
+	time.Sleep(100 * time.Millisecond) // the handler is reading the body
+	start := time.Now()
+	stop()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	if took := time.Since(start); took > grace+2*time.Second {
+		t.Errorf("Serve returned %v after the stop", took)
+	}
+	// The server closed the connection, rather than leave the handler
+	// waiting for the rest of the body.
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Error("the connection is still open")
+	}
+	if strings.Contains(string(b), " 200 ") {
+		t.Errorf("the cut request was answered %q", b)
+	}
+	if _, err := net.DialTimeout("tcp", l.Addr().String(), time.Second); err == nil {
+		t.Error("still accepting connections")
+	}
+}
+
+// TestSyncStrict: the synchronous endpoint is strict even when the
+// service skips bad rows in its event jobs.
+func TestSyncStrict(t *testing.T) {
+	f := newFixture(t, compute.Options{OnError: compute.OnErrorSkip})
+	for _, tt := range []struct{ contentType, body, want string }{
+		{"text/csv", "mass,velocity\n1,2\n3,x\n", `"line":3,"column":"velocity"`},
+		{"application/json", `[{"mass":1,"velocity":2},{"mass":-3,"velocity":2}]`, `"index":1,"field":"mass","reason":"negative mass`},
+	} {
+		resp, err := http.Post(f.srv.URL+"/v1/momentum", tt.contentType, strings.NewReader(tt.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(b), tt.want) {
+			t.Errorf("%s: %d %s, want 422 with %s", tt.contentType, resp.StatusCode, b, tt.want)
+		}
+	}
+}
+
+// TestSyncLargeAnswer: an answer over 32 MiB, more than Cloud Run passes
+// with a Content-Length, goes chunked; a smaller one has its length.
+func TestSyncLargeAnswer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("60 MiB through the service")
+	}
+	f := newFixture(t, compute.Options{})
+	for _, tt := range []struct {
+		rows    int
+		chunked bool
+	}{{1000, false}, {6 << 20, true}} { // 24 MiB in, 36 MiB out
+		in := "mass,velocity\n" + strings.Repeat("1,2\n", tt.rows)
+		resp, err := http.Post(f.srv.URL+"/v1/momentum", "text/csv", strings.NewReader(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%d rows: %d, %v", tt.rows, resp.StatusCode, err)
+		}
+		if want := "mass,velocity,momentum\n" + strings.Repeat("1,2,2\n", tt.rows); string(b) != want {
+			t.Errorf("%d rows: %d bytes, want %d", tt.rows, len(b), len(want))
+		}
+		if chunked := resp.ContentLength < 0; chunked != tt.chunked {
+			t.Errorf("%d rows: Content-Length %d, want chunked %v", tt.rows, resp.ContentLength, tt.chunked)
+		}
 	}
 }

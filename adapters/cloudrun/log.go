@@ -24,8 +24,9 @@ const (
 // Request logs carry the request's trace, when it has one, under
 // "logging.googleapis.com/trace" and "logging.googleapis.com/spanId", so
 // that Cloud Logging groups a request's lines under the request. The
-// trace is "projects/PROJECT/traces/TRACE" when project is not "", the
-// bare trace id otherwise (which Cloud Logging does not link).
+// trace is "projects/PROJECT/traces/TRACE", which needs project; without
+// one, the bare trace id goes in a "trace" field, which Cloud Logging
+// keeps but does not link.
 func NewLogger(w io.Writer, project string, level slog.Leveler) *slog.Logger {
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{
 		Level: level,
@@ -42,8 +43,14 @@ func NewLogger(w io.Writer, project string, level slog.Leveler) *slog.Logger {
 			case slog.MessageKey:
 				a.Key = "message"
 			case traceKey:
-				if t := a.Value.String(); project != "" && !strings.HasPrefix(t, "projects/") {
+				t := a.Value.String()
+				switch {
+				case strings.HasPrefix(t, "projects/"):
+				case project != "":
 					return slog.String(traceKey, "projects/"+project+"/traces/"+t)
+				default:
+					// Cloud Logging reads the field only in its full form.
+					return slog.String("trace", t)
 				}
 			}
 			return a

@@ -9,6 +9,11 @@ import (
 	"time"
 )
 
+// DefaultGrace is the grace period to give Serve on Cloud Run, which
+// kills the container 10 s after SIGTERM: 8 s for requests in flight to
+// finish, the rest to cancel those that did not, and exit.
+const DefaultGrace = 8 * time.Second
+
 // Timeouts of the server Serve runs. There is no write timeout: an event
 // job takes as long as its object does, and Cloud Run's request timeout
 // bounds it.
@@ -26,9 +31,11 @@ const (
 // to grace, then cancels their contexts, so that unfinished jobs abort
 // their uploads and commit nothing (Eventarc redelivers their events),
 // waits up to a second for their handlers, closes what is left and
-// returns nil. Cloud Run kills the container 10 s after SIGTERM; a grace
-// of 8 s leaves time for the rest. Serve closes l. It returns an error
-// only when serving fails before ctx is done. logger may be nil.
+// returns nil. A grace of 0 cancels them at once; DefaultGrace suits
+// Cloud Run. Serve closes l; taking a listener rather than an address
+// lets the caller report a port in use before anything else, and tests
+// listen on port 0. It returns an error only when serving fails before
+// ctx is done. logger may be nil.
 func Serve(ctx context.Context, l net.Listener, h http.Handler, logger *slog.Logger, grace time.Duration) error {
 	if logger == nil {
 		logger = slog.Default()
