@@ -28,6 +28,7 @@ import (
 
 	"github.com/momentum-run/momentum/adapters/cloudrun"
 	"github.com/momentum-run/momentum/adapters/gcs"
+	"github.com/momentum-run/momentum/adapters/storetest"
 	"github.com/momentum-run/momentum/compute"
 )
 
@@ -127,7 +128,7 @@ func newFixture(t *testing.T, opts compute.Options) *fixture {
 		t.Fatal(err)
 	}
 	fake.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "data", VersioningEnabled: true})
-	gsrv.Config.Handler = fake.HTTPHandler()
+	gsrv.Config.Handler = storetest.OneGenerationReadAtATime(fake.HTTPHandler())
 	gsrv.Start()
 	t.Cleanup(func() { gsrv.Close(); fake.Stop() })
 	hc := &http.Client{Transport: flaky{f: f, next: http.DefaultTransport.(*http.Transport).Clone()}}

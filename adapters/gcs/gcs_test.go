@@ -56,7 +56,7 @@ func newEnv(t *testing.T, versioned bool) *env {
 		t.Fatal(err)
 	}
 	fake.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: bucket, VersioningEnabled: versioned})
-	f := &faults{next: fake.HTTPHandler()}
+	f := &faults{next: storetest.OneGenerationReadAtATime(fake.HTTPHandler())}
 	ts.Config.Handler = f
 	ts.Start()
 	t.Cleanup(func() { ts.Close(); fake.Stop() })

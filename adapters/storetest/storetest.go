@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
+	"sync"
 
 	"testing"
 
@@ -319,4 +321,21 @@ func testLarge(t *testing.T, s compute.Store, k func(string) string, size int64)
 	if !bytes.Equal(gotHash.Sum(nil), wantHash.Sum(nil)) {
 		t.Fatal("large object differs")
 	}
+}
+
+// OneGenerationReadAtATime wraps the handler of a fake-gcs-server so that
+// it serves reads of a given generation one at a time: fake-gcs-server
+// v1.56.1 races with itself on concurrent ones (internal/backend/memory.go,
+// GetObjectWithGeneration copies into a shared slice), which the race
+// detector reports in any test that runs the server in process. The gcs
+// store pins its reads to a generation, so every read is one.
+func OneGenerationReadAtATime(fake http.Handler) http.Handler {
+	var mu sync.Mutex
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Query().Has("generation") {
+			mu.Lock()
+			defer mu.Unlock()
+		}
+		fake.ServeHTTP(w, r)
+	})
 }

@@ -75,7 +75,7 @@ func startClouds(t *testing.T) *clouds {
 	for _, b := range []string{"in", "out"} {
 		fake.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: b})
 	}
-	gsrv.Config.Handler = fake.HTTPHandler()
+	gsrv.Config.Handler = storetest.OneGenerationReadAtATime(fake.HTTPHandler())
 	gsrv.Start()
 	t.Cleanup(func() { gsrv.Close(); fake.Stop() })
 	c.gcs, err = storage.NewClient(context.Background(), option.WithEndpoint(gsrv.URL+"/storage/v1/"),

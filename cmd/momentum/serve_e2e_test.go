@@ -20,6 +20,8 @@ import (
 	"cloud.google.com/go/storage"
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"google.golang.org/api/option"
+
+	"github.com/momentum-run/momentum/adapters/storetest"
 )
 
 // These tests run the built binary as Cloud Run runs the image: K_SERVICE
@@ -49,16 +51,8 @@ func startGCSFake(t *testing.T) *gcsFake {
 		t.Fatal(err)
 	}
 	fake.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "data", VersioningEnabled: true})
-	handler := fake.HTTPHandler()
-	// fake-gcs-server v1.56.1 races with itself on concurrent reads of a
-	// given generation (memory.go, GetObjectWithGeneration copies into a
-	// shared slice); such reads are served one at a time.
-	var generationReads sync.Mutex
+	handler := storetest.OneGenerationReadAtATime(fake.HTTPHandler())
 	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && r.URL.Query().Has("generation") {
-			generationReads.Lock()
-			defer generationReads.Unlock()
-		}
 		if r.Method == http.MethodGet && r.URL.Query().Get("alt") == "media" {
 			name := r.URL.Path[strings.LastIndex(r.URL.Path, "/o/")+3:]
 			g.mu.Lock()
