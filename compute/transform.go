@@ -60,6 +60,11 @@ type transform struct {
 	rejects *csv.Writer
 	stats   Stats
 	line    int64 // 1-based line at which the next chunk starts
+
+	// lineOffset is added to line numbers in the rejects; a shard learns
+	// it from firstLine, once, on its first reject (see TransformShard).
+	lineOffset int64
+	firstLine  func() (int64, error)
 }
 
 // job is one chunk on its way through the workers to the writer.
@@ -75,6 +80,19 @@ func (t *transform) run(ctx context.Context) error {
 	first, start, err := t.header(ctx)
 	if err != nil {
 		return err
+	}
+	return t.body(ctx, first, start)
+}
+
+// body processes the records from first[start:] to the end of input.
+func (t *transform) body(ctx context.Context, first []byte, start int) error {
+	if first == nil {
+		var err error
+		if first, err = t.sp.next(); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return t.fixLine(err)
+		}
 	}
 	if t.o.Workers == 1 {
 		return t.serial(ctx, first, start)
@@ -183,8 +201,15 @@ func (t *transform) finish(j *job) error {
 	t.stats.RowsIn += res.rowsIn
 	t.stats.RowsOut += res.rowsOut
 	t.stats.RowsRejected += res.rejected
+	if len(res.rejects) > 0 && t.firstLine != nil {
+		off, err := t.firstLine()
+		if err != nil {
+			return err
+		}
+		t.lineOffset, t.firstLine = off, nil
+	}
 	for _, rj := range res.rejects {
-		t.rejects.Write([]string{strconv.FormatInt(t.line+rj.line, 10), rj.column, rj.reason, string(rj.record)})
+		t.rejects.Write([]string{strconv.FormatInt(t.line+rj.line+t.lineOffset, 10), rj.column, rj.reason, string(rj.record)})
 	}
 	if t.rejects != nil && len(res.rejects) > 0 {
 		t.rejects.Flush()

@@ -1,0 +1,352 @@
+package compute
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// shardCSV builds a random input for the shard tests: quoted fields with
+// newlines, CRLF and escaped quotes, blank lines, CRLF records, tiny and
+// large records, runs of records that read as valid CSV from either side
+// of a quote, and, when bad is set, some rows with bad values.
+func shardCSV(r *rand.Rand, rows, large int, bad bool) []byte {
+	var b bytes.Buffer
+	if r.IntN(4) == 0 {
+		b.Write(utf8BOM)
+	}
+	if r.IntN(4) == 0 {
+		b.WriteString("\n\r\n")
+	}
+	b.WriteString("id,note,mass,velocity\n")
+	ambiguous := r.IntN(3) == 0
+	for i := range rows {
+		fmt.Fprintf(&b, "%d,", i)
+		switch k := r.IntN(10); {
+		case ambiguous && k < 5:
+			b.WriteString("\"\n\"") // a,"\n"\n reads the same inside quotes
+		case k == 0:
+			b.WriteString("\"a,b \"\"q\"\" \n\r\nx\"")
+		case k == 1:
+			b.WriteString(strings.Repeat("z", r.IntN(300)))
+		case k == 2:
+			b.WriteString(`""`)
+		case k == 3:
+			b.WriteString("\"" + strings.Repeat("line\n", r.IntN(40)) + "\"")
+		case k == 4 && r.IntN(20) == 0:
+			b.WriteString(strings.Repeat("L", large))
+		case k == 5 && r.IntN(10) == 0:
+			b.WriteString("\"" + strings.Repeat("q\n,\"\"", large/5) + "\"")
+		}
+		mass := fmt.Sprintf("%d.%d", r.IntN(10000), r.IntN(1000))
+		if bad && r.IntN(25) == 0 {
+			mass = "x" + mass
+		}
+		fmt.Fprintf(&b, ",%s,%de%d", mass, r.IntN(2000)-1000, r.IntN(6)-3)
+		if i == rows-1 && r.IntN(3) == 0 {
+			break // no line break at the end
+		}
+		if r.IntN(4) == 0 {
+			b.WriteString("\r\n")
+		} else {
+			b.WriteString("\n")
+		}
+		if r.IntN(40) == 0 {
+			b.WriteString("\n\r\n")
+		}
+	}
+	return b.Bytes()
+}
+
+type shardRun struct {
+	out, rejects []byte
+	stats        ShardStats
+	err          error
+}
+
+func runShards(in []byte, n int, o Options) []shardRun {
+	runs := make([]shardRun, n)
+	for i := range runs {
+		var out, rej bytes.Buffer
+		oo := o
+		if o.OnError == OnErrorSkip {
+			oo.Rejects = &rej
+		}
+		st, err := TransformShard(context.Background(), &out, bytes.NewReader(in), int64(len(in)), Shard{i, n}, oo)
+		runs[i] = shardRun{out.Bytes(), rej.Bytes(), st, err}
+	}
+	return runs
+}
+
+// TestShardsConcatenate is the property that makes sharding safe: for
+// random inputs and every shard count from 1 to 16, the parts in order
+// are the single run's output byte for byte, the rejects likewise, the
+// counts add up and the byte ranges tile the input.
+func TestShardsConcatenate(t *testing.T) {
+	trials := 30
+	if testing.Short() {
+		trials = 10
+	}
+	for trial := range trials {
+		r := rand.New(rand.NewPCG(uint64(trial), 99))
+		o := Options{Workers: 1 + r.IntN(3)}
+		large := 2000 + r.IntN(6000)
+		if r.IntN(2) == 0 {
+			o.MaxRecordBytes = large + 200 // windows far smaller than the input
+		}
+		if r.IntN(3) == 0 {
+			o.OnError = OnErrorSkip
+		}
+		in := shardCSV(r, 50+r.IntN(1500), large, o.OnError == OnErrorSkip)
+		var want, wantRej bytes.Buffer
+		so := o
+		so.Rejects = &wantRej
+		wst, err := Transform(context.Background(), &want, bytes.NewReader(in), so)
+		if err != nil {
+			t.Fatalf("trial %d: single run: %v", trial, err)
+		}
+		for n := 1; n <= 16; n++ {
+			runs := runShards(in, n, o)
+			var got, gotRej bytes.Buffer
+			var sum Stats
+			for i, run := range runs {
+				if run.err != nil {
+					t.Fatalf("trial %d, shard %d/%d: %v", trial, i, n, run.err)
+				}
+				got.Write(run.out)
+				gotRej.Write(run.rejects)
+				sum.RowsIn += run.stats.RowsIn
+				sum.RowsOut += run.stats.RowsOut
+				sum.RowsRejected += run.stats.RowsRejected
+				sum.BytesOut += run.stats.BytesOut
+				if run.stats.Header != wst.Header {
+					t.Errorf("trial %d, shard %d/%d: header %v, want %v", trial, i, n, run.stats.Header, wst.Header)
+				}
+				if i > 0 && run.stats.Start != runs[i-1].stats.End {
+					t.Errorf("trial %d, shard %d/%d starts at %d, shard %d ends at %d", trial, i, n, run.stats.Start, i-1, runs[i-1].stats.End)
+				}
+			}
+			if end := runs[n-1].stats.End; end != int64(len(in)) {
+				t.Errorf("trial %d, %d shards: last ends at %d of %d", trial, n, end, len(in))
+			}
+			if !bytes.Equal(got.Bytes(), want.Bytes()) {
+				t.Fatalf("trial %d, %d shards: output differs from the single run at byte %d", trial, n, firstDiff(got.Bytes(), want.Bytes()))
+			}
+			if !bytes.Equal(gotRej.Bytes(), wantRej.Bytes()) {
+				t.Fatalf("trial %d, %d shards: rejects differ:\n%s\nwant:\n%s", trial, n, gotRej.Bytes(), wantRej.Bytes())
+			}
+			if sum.RowsIn != wst.RowsIn || sum.RowsOut != wst.RowsOut || sum.RowsRejected != wst.RowsRejected || sum.BytesOut != wst.BytesOut {
+				t.Errorf("trial %d, %d shards: counts %+v, want %+v", trial, n, sum, wst)
+			}
+		}
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// TestShardsReportTheFirstError breaks a valid input in one place (a bad
+// value, a stray quote, an unclosed quote) and checks that the earliest
+// error the shards report is the single run's, line and column, and that
+// a shard fails whenever the single run does.
+func TestShardsReportTheFirstError(t *testing.T) {
+	breaks := []func(r *rand.Rand, in []byte) []byte{
+		func(r *rand.Rand, in []byte) []byte { // a bad value
+			i := bytes.LastIndex(in[:r.IntN(len(in))], []byte(",")) + 1
+			return append(in[:i:i], append([]byte("oops"), in[i:]...)...)
+		},
+		func(r *rand.Rand, in []byte) []byte { // a stray quote
+			i := r.IntN(len(in))
+			return append(in[:i:i], append([]byte(`"`), in[i:]...)...)
+		},
+		func(r *rand.Rand, in []byte) []byte { // a quote in an unquoted field
+			i := bytes.Index(in[r.IntN(len(in)):], []byte("e"))
+			if i < 0 {
+				return in
+			}
+			i += len(in) - len(in[i:])
+			return append(in[:i:i], append([]byte(`x"y`), in[i:]...)...)
+		},
+	}
+	for trial := range 90 {
+		r := rand.New(rand.NewPCG(uint64(trial), 7))
+		large := 1000 + r.IntN(2000)
+		o := Options{Workers: 1 + r.IntN(2), MaxRecordBytes: large + 200}
+		if r.IntN(2) == 0 {
+			o.OnError = OnErrorSkip
+		}
+		in := breaks[trial%len(breaks)](r, shardCSV(r, 200+r.IntN(600), large, false))
+		so := o
+		so.Rejects = &bytes.Buffer{}
+		_, wantErr := Transform(context.Background(), &bytes.Buffer{}, bytes.NewReader(in), so)
+		for _, n := range []int{2, 3, 5, 8, 13} {
+			var first *ParseError
+			failed := false
+			for _, run := range runShards(in, n, o) {
+				var perr *ParseError
+				if run.err != nil {
+					failed = true
+				}
+				if errors.As(run.err, &perr) && (first == nil || perr.Line < first.Line) {
+					first = perr
+				}
+			}
+			if wantErr == nil {
+				if failed {
+					t.Errorf("trial %d, %d shards: a shard failed where the single run did not", trial, n)
+				}
+				continue
+			}
+			var want *ParseError
+			if !errors.As(wantErr, &want) {
+				t.Fatalf("trial %d: single run: %v", trial, wantErr)
+			}
+			if first == nil || first.Error() != want.Error() {
+				t.Errorf("trial %d, %d shards: first error %v, want %v", trial, n, first, want)
+			}
+		}
+	}
+}
+
+// TestFindBoundary checks the boundary search at every offset of random
+// inputs against the quote parity of all that comes before.
+func TestFindBoundary(t *testing.T) {
+	for trial := range 3 {
+		r := rand.New(rand.NewPCG(uint64(trial), 3))
+		large := 500 + r.IntN(1000)
+		in := shardCSV(r, 100, large, false)
+		o, _ := Options{MaxRecordBytes: large + 100}.withDefaults()
+		ra := bytes.NewReader(in)
+		for off := int64(0); off <= int64(len(in)); off++ {
+			got, err := findBoundary(context.Background(), ra, int64(len(in)), off, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := exactBoundary(context.Background(), ra, int64(len(in)), off)
+			if got != want {
+				t.Fatalf("trial %d: boundary at or after %d: got %d, want %d", trial, off, got, want)
+			}
+		}
+	}
+}
+
+// TestShardAmbiguousInput is an input that reads as valid CSV from
+// either side of every quote, so the boundary search cannot rule out
+// either hypothesis and falls back on quote parity.
+func TestShardAmbiguousInput(t *testing.T) {
+	var b bytes.Buffer
+	b.WriteString("mass,velocity,note\n")
+	for i := range 5000 {
+		fmt.Fprintf(&b, "%d,2,\"\n\"\n", i)
+	}
+	in := b.Bytes()
+	o, _ := Options{MaxRecordBytes: 64}.withDefaults()
+	ra := bytes.NewReader(in)
+	off := int64(len(in) / 2)
+	h := [2]hypothesis{{state: hOut, fieldStart: true, boundary: -1}, {state: hIn, boundary: -1}}
+	for i := range h {
+		h[i].scan(in[off-1:off-1+2*65+2], off-1, ',', 65)
+	}
+	if h[0].dead || h[1].dead {
+		t.Fatalf("a hypothesis died: %+v", h)
+	}
+	got, err := findBoundary(context.Background(), ra, int64(len(in)), off, o)
+	want, _ := exactBoundary(context.Background(), ra, int64(len(in)), off)
+	if err != nil || got != want {
+		t.Fatalf("got %d, %v; want %d", got, err, want)
+	}
+	var single bytes.Buffer
+	if _, err := Transform(context.Background(), &single, bytes.NewReader(in), Options{MaxRecordBytes: 64}); err != nil {
+		t.Fatal(err)
+	}
+	var all bytes.Buffer
+	for _, run := range runShards(in, 7, Options{MaxRecordBytes: 64}) {
+		if run.err != nil {
+			t.Fatal(run.err)
+		}
+		all.Write(run.out)
+	}
+	if !bytes.Equal(all.Bytes(), single.Bytes()) {
+		t.Fatal("parts differ from the single run")
+	}
+}
+
+func TestParseShard(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Shard
+		err  bool
+	}{
+		{"0/1", Shard{0, 1}, false},
+		{"3/16", Shard{3, 16}, false},
+		{"15/16", Shard{15, 16}, false},
+		{"16/16", Shard{}, true},
+		{"-1/4", Shard{}, true},
+		{"0/0", Shard{}, true},
+		{"1", Shard{}, true},
+		{"a/b", Shard{}, true},
+		{"0/100001", Shard{}, true},
+	} {
+		got, err := ParseShard(tc.in)
+		if (err != nil) != tc.err || !tc.err && got != tc.want {
+			t.Errorf("ParseShard(%q) = %v, %v", tc.in, got, err)
+		}
+	}
+}
+
+func TestShardNominalTiles(t *testing.T) {
+	for _, size := range []int64{0, 1, 7, 1000, 1 << 62} {
+		for n := 1; n <= 33; n++ {
+			var prev int64
+			for i := range n {
+				s, e := Shard{i, n}.Nominal(size)
+				if s != prev || e < s {
+					t.Fatalf("size %d, shard %d/%d: [%d,%d) after %d", size, i, n, s, e, prev)
+				}
+				prev = e
+			}
+			if prev != size {
+				t.Fatalf("size %d, %d shards end at %d", size, n, prev)
+			}
+		}
+	}
+}
+
+// TestShardMisjudgedBoundary is invalid input that misleads the boundary
+// search: the second shard starts inside a quoted field whose lines read
+// as records, and the quote is closed wrongly, which rules out the true
+// hypothesis. The first shard must notice that its end is inside quotes,
+// and both must report the single run's error, not an artefact of the
+// misplaced start (line 6's "a" as a mass).
+func TestShardMisjudgedBoundary(t *testing.T) {
+	in := []byte("mass,velocity,note\n" +
+		"1,2,\"start\n" +
+		"7,8,9\n" +
+		"7,8,9\n" +
+		"7,8,9\n" +
+		"a,8,9\n" +
+		"\"X\n" +
+		"more\",z\n" +
+		"10,20,n\n")
+	o := Options{MaxRecordBytes: 100}
+	_, want := Transform(context.Background(), io.Discard, bytes.NewReader(in), o)
+	if want == nil || !strings.Contains(want.Error(), "line 7") {
+		t.Fatalf("single run: %v", want)
+	}
+	for _, run := range runShards(in, 2, o) {
+		if run.err == nil || run.err.Error() != want.Error() {
+			t.Errorf("shard %v: %v, want %v", run.stats, run.err, want)
+		}
+	}
+}
