@@ -282,3 +282,9 @@ func (e kindError) Error() string { return e.err.Error() }
 func (e kindError) Unwrap() []error {
 	return []error{e.kind, e.err}
 }
+
+// Compose writes dst as the concatenation of srcs, in order, through a
+// temporary file renamed into place, as every write is.
+func (s *Store) Compose(ctx context.Context, dst string, srcs []string, o compute.WriteOptions) error {
+	return compute.ComposeByCopy(ctx, s, dst, srcs, o)
+}

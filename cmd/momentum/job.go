@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/momentum-run/momentum/compute"
@@ -17,6 +19,10 @@ type jobConfig struct {
 	opts   compute.Options
 	input  string
 	output string
+	// shard is set when the job is one task of an array: the output is
+	// then a folder of parts.
+	shard       *compute.Shard
+	shardSource string // where the shard came from, for messages
 }
 
 func parseJobConfig(args []string, getenv func(string) string, stdout io.Writer) (*jobConfig, error) {
@@ -25,7 +31,8 @@ func parseJobConfig(args []string, getenv func(string) string, stdout io.Writer)
 	kernel := addKernelFlags(fs)
 	c := &jobConfig{}
 	fs.StringVar(&c.input, "input", "", "the object to process: s3://BUCKET/KEY, gs://BUCKET/OBJECT or a path (required)")
-	fs.StringVar(&c.output, "output", "", "where the result goes, written only if absent (required)")
+	fs.StringVar(&c.output, "output", "", "where the result goes, written only if absent (required);\na folder (ending in /) for the parts of a sharded job")
+	shard := fs.String("shard", "", "process shard `I/N` of the input (0-based), writing OUTPUT/part-0000I.csv;\nby default from CLOUD_RUN_TASK_INDEX/COUNT, JOB_COMPLETION_INDEX with\nMOMENTUM_SHARDS, or AWS_BATCH_JOB_ARRAY_INDEX/SIZE")
 	source, err := parseFlags(fs, args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		printUsage(fs, stdout, jobUsage, "")
@@ -48,7 +55,54 @@ func parseJobConfig(args []string, getenv func(string) string, stdout io.Writer)
 	if sameLocation(c.input, c.output) {
 		return nil, &usageError{fmt.Sprintf("%s and %s name the same object %q", source["input"], source["output"], c.input)}
 	}
+	if *shard != "" {
+		sh, err := compute.ParseShard(*shard)
+		if err != nil {
+			return nil, &usageError{source["shard"] + ": " + err.Error()}
+		}
+		c.shard, c.shardSource = &sh, source["shard"]
+	} else if c.shard, c.shardSource, err = shardFromEnv(getenv); err != nil {
+		return nil, err
+	}
+	folder := strings.HasSuffix(c.output, "/")
+	switch {
+	case c.shard != nil && c.shard.Count > 1 && !folder:
+		return nil, &usageError{fmt.Sprintf("%s gives shard %v, so %s must be a folder for the parts: end it with /", c.shardSource, *c.shard, source["output"])}
+	case c.shard == nil && folder:
+		c.shard, c.shardSource = &compute.Shard{Index: 0, Count: 1}, "the output folder"
+	case c.shard != nil && !folder:
+		c.shard = nil // one task of one: the output is the object named
+	}
 	return c, nil
+}
+
+// shardFromEnv finds the task's shard in the variables an array job's
+// engine sets: Cloud Run jobs, Kubernetes indexed jobs (which give no
+// count: MOMENTUM_SHARDS does), AWS Batch array jobs.
+func shardFromEnv(getenv func(string) string) (*compute.Shard, string, error) {
+	for _, v := range [][2]string{
+		{"CLOUD_RUN_TASK_INDEX", "CLOUD_RUN_TASK_COUNT"},
+		{"JOB_COMPLETION_INDEX", "MOMENTUM_SHARDS"},
+		{"AWS_BATCH_JOB_ARRAY_INDEX", "AWS_BATCH_JOB_ARRAY_SIZE"},
+	} {
+		index := getenv(v[0])
+		if index == "" {
+			continue
+		}
+		count, countVar := getenv(v[1]), v[1]
+		if count == "" && v[1] != "MOMENTUM_SHARDS" {
+			count, countVar = getenv("MOMENTUM_SHARDS"), "MOMENTUM_SHARDS"
+		}
+		if count == "" {
+			return nil, "", &usageError{fmt.Sprintf("%s is set but %s is not: set it to the number of tasks", v[0], v[1])}
+		}
+		sh, err := compute.ParseShard(index + "/" + count)
+		if err != nil {
+			return nil, "", &usageError{fmt.Sprintf("%s=%s, %s=%s: %v", v[0], index, countVar, count, err)}
+		}
+		return &sh, v[0] + "/" + countVar, nil
+	}
+	return nil, "", nil
 }
 
 const jobUsage = `Usage: momentum job [flags]
@@ -57,6 +111,15 @@ Runs one batch job, as a Cloud Run job task (chosen when CLOUD_RUN_JOB is
 set) or any batch engine does: reads --input, writes --output create-only,
 with the rejects (skip mode) or a JSON failure report beside it. A task
 that is run again after it succeeded finds its output and does nothing.
+In an array job, each task processes one shard of the input: the records
+that start in its share of the bytes. --shard I/N says which, or the
+engine's variables do (CLOUD_RUN_TASK_INDEX and CLOUD_RUN_TASK_COUNT;
+JOB_COMPLETION_INDEX and MOMENTUM_SHARDS; AWS_BATCH_JOB_ARRAY_INDEX and
+AWS_BATCH_JOB_ARRAY_SIZE). --output is then a folder: task I writes
+part-0000I.csv (the header only in part 0, so the parts in order are the
+single run's output), then part-0000I.json, its manifest. A task run again
+rewrites its part. "momentum merge FOLDER/" checks, and can join, the parts.
+
 Logs are JSON lines on stderr. Exit status: 0 done (or done before), 65
 invalid input data (the report says where), 2 bad configuration, 1 any
 other failure, worth a retry.
@@ -76,6 +139,9 @@ func runJob(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	start := time.Now()
 	log = log.With("input", c.input, "output", c.output)
+	if c.shard != nil {
+		log = log.With("shard", c.shard.String())
+	}
 	stores := &storeSet{}
 	defer stores.close()
 	job, err := jobFor(ctx, stores, c)
@@ -89,6 +155,10 @@ func runJob(ctx context.Context, args []string, getenv func(string) string, stdo
 		return exitFailure
 	}
 	res, err := job.Run(ctx)
+	report := reportLocation(c.output)
+	if c.shard != nil {
+		report = c.output + path.Base(compute.ReportKey("", c.shard.Index))
+	}
 	attrs := []any{"outcome", string(res.Outcome), "rows", res.Stats.RowsOut, "rejected", res.Stats.RowsRejected,
 		"bytesIn", res.Stats.BytesIn, "bytesOut", res.Stats.BytesOut, "durationMs", time.Since(start).Milliseconds()}
 	switch {
@@ -100,7 +170,7 @@ func runJob(ctx context.Context, args []string, getenv func(string) string, stdo
 		if errors.As(res.Err, &perr) {
 			attrs = append(attrs, "line", perr.Line, "column", perr.Column, "reason", perr.Reason())
 		}
-		log.Error("the input cannot be processed", append(attrs, "report", reportLocation(c.output), "error", res.Err.Error())...)
+		log.Error("the input cannot be processed", append(attrs, "report", report, "error", res.Err.Error())...)
 		if perr != nil {
 			return exitData
 		}
@@ -108,19 +178,33 @@ func runJob(ctx context.Context, args []string, getenv func(string) string, stdo
 	case res.Outcome == compute.AlreadyProcessed:
 		log.Warn("the input has a momentum column already: nothing written", attrs...)
 	default:
-		if res.Stats.RowsRejected > 0 {
+		if res.Stats.RowsRejected > 0 && c.shard == nil {
 			attrs = append(attrs, "rejects", rejectsPath(c.output))
+		} else if res.Stats.RowsRejected > 0 {
+			attrs = append(attrs, "rejects", c.output+path.Base(compute.RejectsKey("", c.shard.Index)))
 		}
 		log.Info("job "+string(res.Outcome), attrs...)
 	}
 	return exitOK
 }
 
-// jobFor builds the compute.Job from the configuration.
-func jobFor(ctx context.Context, stores *storeSet, c *jobConfig) (*compute.Job, error) {
+// runner is a compute.Job or a compute.ShardJob.
+type runner interface {
+	Run(ctx context.Context) (compute.JobResult, error)
+}
+
+// jobFor builds the job from the configuration.
+func jobFor(ctx context.Context, stores *storeSet, c *jobConfig) (runner, error) {
 	in, inKey, err := stores.locate(ctx, c.input)
 	if err != nil {
 		return nil, err
+	}
+	if c.shard != nil {
+		out, prefix, err := stores.locateFolder(ctx, c.output)
+		if err != nil {
+			return nil, err
+		}
+		return &compute.ShardJob{Input: in, InputKey: inKey, Output: out, Prefix: prefix, Shard: *c.shard, Options: c.opts}, nil
 	}
 	out, outKey, err := stores.locate(ctx, c.output)
 	if err != nil {

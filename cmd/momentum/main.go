@@ -7,11 +7,13 @@
 //
 //   - AWS_LAMBDA_RUNTIME_API set (AWS Lambda): handle S3 upload events.
 //   - "momentum job", or CLOUD_RUN_JOB set (a Cloud Run job): one batch job,
-//     MOMENTUM_INPUT to MOMENTUM_OUTPUT.
+//     MOMENTUM_INPUT to MOMENTUM_OUTPUT, or one shard of it in an array
+//     job's task (Cloud Run, Kubernetes indexed, AWS Batch).
 //   - "momentum serve", or K_SERVICE set (a Cloud Run service): Cloud
 //     Storage upload events and synchronous requests over HTTP on $PORT.
 //   - "momentum package lambda": a container image's binary, zipped for
 //     AWS Lambda.
+//   - "momentum merge FOLDER/": check, and join, the parts of a sharded job.
 //   - otherwise, the command line.
 //
 // Run momentum --help for the flags and examples.
@@ -42,6 +44,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runJob(ctx, args[1:], getenv, stdout, cloudLogger(stderr, getenv))
 	case len(args) > 0 && args[0] == "package":
 		return runPackage(ctx, args[1:], stdout, stderr, isTerminal(stderr))
+	case len(args) > 0 && args[0] == "merge":
+		return runMerge(ctx, args[1:], getenv, stdout, stderr)
 	case len(args) > 0 && args[0] == "serve":
 		return runServe(ctx, args[1:], getenv, stdout, stderr)
 	case getenv("CLOUD_RUN_JOB") != "":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/momentum-run/momentum/adapters/gcs"
@@ -65,6 +66,28 @@ func (s *storeSet) locate(ctx context.Context, loc string) (compute.Store, strin
 	}
 	s.buckets[id] = store
 	return store, key, nil
+}
+
+// locateFolder returns the store holding a folder (a location ending in
+// /, or a bucket's root) and the key prefix of the objects in it.
+func (s *storeSet) locateFolder(ctx context.Context, loc string) (compute.Store, string, error) {
+	scheme, bucket, key, ok := splitURL(loc)
+	if !ok {
+		if !strings.HasSuffix(loc, "/") {
+			return nil, "", &usageError{fmt.Sprintf("%q: a folder ends with /", loc)}
+		}
+		// A folder is made as needed, as a bucket's prefix needs nothing.
+		if err := os.MkdirAll(loc, 0o777); err != nil {
+			return nil, "", err
+		}
+		store, _, err := s.locate(ctx, loc+"x")
+		return store, loc, err
+	}
+	if bucket == "" || key != "" && !strings.HasSuffix(key, "/") {
+		return nil, "", &usageError{fmt.Sprintf("%q: want %s://BUCKET/FOLDER/", loc, scheme)}
+	}
+	store, _, err := s.locate(ctx, scheme+"://"+bucket+"/"+key+"x")
+	return store, key, err
 }
 
 // splitURL splits s3://bucket/key or gs://bucket/key.

@@ -1,0 +1,490 @@
+package compute
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// A ShardJob runs one shard of one input, as a task of an array job does
+// (a Cloud Run job task, a Kubernetes indexed pod, an AWS Batch child):
+// it writes Prefix+"part-NNNNN.csv" with the shard's records (the header
+// only in part 0), then, last, Prefix+"part-NNNNN.json", its manifest.
+// A task run again rewrites its part; one whose manifest already matches
+// the input does nothing.
+type ShardJob struct {
+	Input    Store
+	InputKey string
+	Read     ReadOptions // the version or ETag to read, if any
+
+	Output Store
+	Prefix string // "" or ends with "/"
+
+	Shard   Shard
+	Options Options // Rejects is set by the job
+}
+
+// PartKey returns the key of part i under prefix.
+func PartKey(prefix string, i int) string { return fmt.Sprintf("%spart-%05d.csv", prefix, i) }
+
+// ManifestKey returns the key of part i's manifest under prefix.
+func ManifestKey(prefix string, i int) string { return fmt.Sprintf("%spart-%05d.json", prefix, i) }
+
+// RejectsKey returns the key of part i's rejects (skip mode) under prefix.
+func RejectsKey(prefix string, i int) string { return fmt.Sprintf("%spart-%05d.rejects.csv", prefix, i) }
+
+// ReportKey returns the key of part i's failure report under prefix.
+func ReportKey(prefix string, i int) string { return fmt.Sprintf("%spart-%05d.error.json", prefix, i) }
+
+// A Manifest describes one written part. Merge checks that the parts'
+// manifests agree and tile the input.
+type Manifest struct {
+	Input    string `json:"input"`             // the input's key
+	Version  string `json:"version,omitempty"` // the input version read
+	ETag     string `json:"etag,omitempty"`
+	Size     int64  `json:"size"` // the input's size
+	Shard    int    `json:"shard"`
+	Shards   int    `json:"shards"`
+	Start    int64  `json:"start"` // the input bytes whose records the part holds
+	End      int64  `json:"end"`
+	Part     string `json:"part"`
+	Bytes    int64  `json:"bytes"` // the part's size
+	Header   bool   `json:"header"`
+	Rows     int64  `json:"rows"`
+	Rejected int64  `json:"rejected"`
+	Rejects  string `json:"rejects,omitempty"`
+	Settings string `json:"settings"` // the options that shape the output
+}
+
+// settings is the canonical text of the options that shape the output,
+// so that Merge can refuse parts written with different ones.
+func (o Options) settings() string {
+	o, _ = o.withDefaults()
+	var b strings.Builder
+	header := [...]string{HeaderAuto: "auto", HeaderPresent: "yes", HeaderAbsent: "no"}[o.Header]
+	fmt.Fprintf(&b, "mass=%q velocity=%q momentum=%q header=%s delimiter=%q", o.MassColumn, o.VelocityColumn, o.MomentumColumn, header, o.Delimiter)
+	if o.FixedDecimals {
+		fmt.Fprintf(&b, " decimals=%d", o.Decimals)
+	}
+	onError := [...]string{OnErrorFail: "fail", OnErrorSkip: "skip"}[o.OnError]
+	fmt.Fprintf(&b, " on-error=%s max-record=%d", onError, o.MaxRecordBytes)
+	return b.String()
+}
+
+// Run runs the shard. Like Job.Run, it returns an error only for failures
+// worth retrying; bad input ends with Outcome Failed, after the report is
+// written to ReportKey.
+func (j *ShardJob) Run(ctx context.Context) (JobResult, error) {
+	if err := j.Shard.Check(); err != nil {
+		return JobResult{}, err
+	}
+	if j.Prefix != "" && !strings.HasSuffix(j.Prefix, "/") {
+		return JobResult{}, fmt.Errorf("compute: the parts' prefix %q must end with /", j.Prefix)
+	}
+	i := j.Shard.Index
+	probe := j.Read
+	probe.Offset, probe.Length = 0, 1
+	r, info, err := j.Input.NewReader(ctx, j.InputKey, probe)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidKey) {
+			return j.fail(ctx, err)
+		}
+		return JobResult{}, err
+	}
+	r.Close()
+	if info.Size < 0 {
+		return JobResult{}, fmt.Errorf("compute: %s: the store does not tell the object's size", j.InputKey)
+	}
+	pin := ReadOptions{Version: info.Version}
+	if pin.Version == "" {
+		pin.ETag = info.ETag
+	}
+	if j.Read.Version != "" {
+		pin = ReadOptions{Version: j.Read.Version}
+	}
+	want := Manifest{Input: j.InputKey, Version: info.Version, ETag: info.ETag, Size: info.Size,
+		Shard: i, Shards: j.Shard.Count, Settings: j.Options.settings()}
+
+	// A retried task whose part was complete finds its manifest.
+	if m, err := ReadManifest(ctx, j.Output, ManifestKey(j.Prefix, i)); err == nil {
+		if m.sameRun(want) {
+			return JobResult{Outcome: Duplicate, Stats: Stats{RowsIn: m.Rows + m.Rejected, RowsOut: m.Rows,
+				RowsRejected: m.Rejected, BytesOut: m.Bytes, Header: m.Header}}, nil
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return JobResult{}, err
+	}
+
+	// Parts are overwritten, not created: a task that died between its
+	// part and its manifest must be able to finish on a retry.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	write := WriteOptions{ContentType: "text/csv"}
+	out, err := j.Output.NewWriter(wctx, PartKey(j.Prefix, i), write)
+	if err != nil {
+		return j.storageFailure(ctx, err)
+	}
+	var rejects io.WriteCloser
+	committed := false
+	defer func() {
+		if !committed {
+			cancel()
+			out.Close()
+			if rejects != nil {
+				rejects.Close()
+			}
+		}
+	}()
+	o := j.Options
+	if o.OnError == OnErrorSkip {
+		if rejects, err = j.Output.NewWriter(wctx, RejectsKey(j.Prefix, i), write); err != nil {
+			return j.storageFailure(ctx, err)
+		}
+		o.Rejects = rejects
+	}
+	ra := &objectReaderAt{ctx: ctx, store: j.Input, key: j.InputKey, pin: pin, size: info.Size}
+	defer ra.Close()
+	st, err := TransformShard(ctx, out, ra, info.Size, j.Shard, o)
+	if err != nil {
+		var perr *ParseError
+		switch {
+		case errors.Is(err, ErrAlreadyProcessed):
+			return JobResult{Outcome: AlreadyProcessed, Stats: st.Stats}, nil
+		case errors.As(err, &perr):
+			res, ferr := j.fail(ctx, err)
+			res.Stats = st.Stats
+			return res, ferr
+		case errors.Is(err, ErrNotFound):
+			// The input was replaced while being read.
+			return JobResult{Stats: st.Stats}, err
+		}
+		return JobResult{Stats: st.Stats}, err
+	}
+	committed = true
+	if rejects != nil {
+		if err := rejects.Close(); err != nil {
+			cancel()
+			out.Close()
+			return JobResult{Stats: st.Stats}, err
+		}
+	}
+	if err := out.Close(); err != nil {
+		return JobResult{Stats: st.Stats}, err
+	}
+	m := want
+	m.Start, m.End, m.Part, m.Bytes, m.Header = st.Start, st.End, PartKey(j.Prefix, i), st.BytesOut, st.Header
+	m.Rows, m.Rejected = st.RowsOut, st.RowsRejected
+	if rejects != nil {
+		m.Rejects = RejectsKey(j.Prefix, i)
+	}
+	body, _ := json.MarshalIndent(m, "", "  ")
+	if err := overwrite(ctx, j.Output, ManifestKey(j.Prefix, i), append(body, '\n'), "application/json"); err != nil {
+		return JobResult{Stats: st.Stats}, err
+	}
+	return JobResult{Outcome: Done, Stats: st.Stats}, nil
+}
+
+func (j *ShardJob) storageFailure(ctx context.Context, err error) (JobResult, error) {
+	if errors.Is(err, ErrInvalidKey) {
+		return j.fail(ctx, err)
+	}
+	return JobResult{}, err
+}
+
+// fail writes the part's failure report, replacing an earlier one.
+func (j *ShardJob) fail(ctx context.Context, cause error) (JobResult, error) {
+	res := JobResult{Outcome: Failed, Err: cause}
+	rep := JobReport{Input: j.InputKey, Error: cause.Error()}
+	var perr *ParseError
+	if errors.As(cause, &perr) {
+		rep.Line, rep.Column, rep.Reason = perr.Line, perr.Column, perr.Reason()
+	}
+	body, _ := json.MarshalIndent(rep, "", "  ")
+	if err := overwrite(ctx, j.Output, ReportKey(j.Prefix, j.Shard.Index), append(body, '\n'), "application/json"); err != nil {
+		return res, fmt.Errorf("writing the failure report: %w", err)
+	}
+	return res, nil
+}
+
+// sameRun reports whether m is the manifest want would become: the same
+// input version, shard and settings.
+func (m *Manifest) sameRun(want Manifest) bool {
+	return m.Input == want.Input && m.Version == want.Version && m.ETag == want.ETag && m.Size == want.Size &&
+		m.Shard == want.Shard && m.Shards == want.Shards && m.Settings == want.Settings
+}
+
+// ReadManifest reads the manifest at key.
+func ReadManifest(ctx context.Context, s Store, key string) (*Manifest, error) {
+	r, _, err := s.NewReader(ctx, key, ReadOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	body, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", key, err)
+	}
+	return &m, nil
+}
+
+// overwrite writes a small object, replacing any, leaving nothing on failure.
+func overwrite(ctx context.Context, s Store, key string, body []byte, contentType string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := s.NewWriter(ctx, key, WriteOptions{ContentType: contentType})
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(body); err != nil {
+		cancel()
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// objectReaderAt reads an object of a Store at any offset. Reads at
+// increasing offsets, as a shard makes, share one streaming request.
+type objectReaderAt struct {
+	ctx   context.Context
+	store Store
+	key   string
+	pin   ReadOptions
+	size  int64
+
+	mu  sync.Mutex
+	rc  io.ReadCloser
+	pos int64
+}
+
+func (o *objectReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if off >= o.size {
+		return 0, io.EOF
+	}
+	if o.rc == nil || off != o.pos {
+		o.close()
+		ro := o.pin
+		ro.Offset, ro.Length = off, o.size-off
+		rc, info, err := o.store.NewReader(o.ctx, o.key, ro)
+		if err != nil {
+			return 0, err
+		}
+		if info.Size != o.size {
+			rc.Close()
+			return 0, fmt.Errorf("compute: %s changed size while being read (%d, then %d bytes): %w", o.key, o.size, info.Size, ErrNotFound)
+		}
+		o.rc, o.pos = rc, off
+	}
+	n := int(min(int64(len(p)), o.size-off))
+	m, err := io.ReadFull(o.rc, p[:n])
+	o.pos += int64(m)
+	if err != nil {
+		o.close()
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return m, err
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (o *objectReaderAt) close() {
+	if o.rc != nil {
+		o.rc.Close()
+		o.rc = nil
+	}
+}
+
+func (o *objectReaderAt) Close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.close()
+	return nil
+}
+
+// A Composer concatenates objects of its store into one without passing
+// their bytes through the caller where the store can: Cloud Storage
+// compose, S3 multipart copy, a local file copy.
+type Composer interface {
+	Compose(ctx context.Context, dst string, srcs []string, opts WriteOptions) error
+}
+
+// MergeResult describes a checked set of parts.
+type MergeResult struct {
+	Manifests []Manifest
+	Rows      int64
+	Rejected  int64
+	Bytes     int64 // the parts' total size
+	Rejects   []string
+}
+
+// A MergeError says why a set of parts is not complete and consistent.
+type MergeError struct {
+	Problems []string
+}
+
+func (e *MergeError) Error() string {
+	if len(e.Problems) == 1 {
+		return e.Problems[0]
+	}
+	return fmt.Sprintf("%d problems: %s", len(e.Problems), strings.Join(e.Problems, "; "))
+}
+
+// CheckParts reads the manifests of the parts under prefix and checks
+// that they are all there, come from one run over one version of one
+// input with the same settings, tile the input, and that every part has
+// the size its manifest gives.
+func CheckParts(ctx context.Context, s Store, prefix string) (MergeResult, error) {
+	var res MergeResult
+	first, err := ReadManifest(ctx, s, ManifestKey(prefix, 0))
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return res, &MergeError{[]string{fmt.Sprintf("no %s: part 0 is missing or was never written", ManifestKey(prefix, 0))}}
+		}
+		return res, err
+	}
+	n := first.Shards
+	if n < 1 || n > MaxShards {
+		return res, &MergeError{[]string{fmt.Sprintf("%s: shard count %d out of range", ManifestKey(prefix, 0), n)}}
+	}
+	var problems, missing []string
+	res.Manifests = make([]Manifest, n)
+	for i := range n {
+		m := first
+		if i > 0 {
+			if m, err = ReadManifest(ctx, s, ManifestKey(prefix, i)); errors.Is(err, ErrNotFound) {
+				missing = append(missing, strconv.Itoa(i)+partFailure(ctx, s, prefix, i))
+				continue
+			} else if err != nil {
+				return res, err
+			}
+		}
+		res.Manifests[i] = *m
+		switch {
+		case m.Shard != i || m.Shards != n:
+			problems = append(problems, fmt.Sprintf("part %d: manifest says shard %d of %d", i, m.Shard, m.Shards))
+			continue
+		case m.Input != first.Input || m.Version != first.Version || m.ETag != first.ETag || m.Size != first.Size:
+			problems = append(problems, fmt.Sprintf("part %d: read %s version %q (%d bytes), part 0 read %s version %q (%d bytes): the input changed between tasks", i, m.Input, m.Version+m.ETag, m.Size, first.Input, first.Version+first.ETag, first.Size))
+			continue
+		case m.Settings != first.Settings:
+			problems = append(problems, fmt.Sprintf("part %d: written with settings %s, part 0 with %s", i, m.Settings, first.Settings))
+			continue
+		}
+		if i > 0 && res.Manifests[i-1].Part != "" && res.Manifests[i-1].End != m.Start {
+			problems = append(problems, fmt.Sprintf("part %d starts at byte %d, part %d ends at %d", i, m.Start, i-1, res.Manifests[i-1].End))
+		}
+		if i == n-1 && m.End != m.Size {
+			problems = append(problems, fmt.Sprintf("the last part ends at byte %d of %d", m.End, m.Size))
+		}
+		if size, err := objectSize(ctx, s, m.Part); err != nil {
+			if !errors.Is(err, ErrNotFound) {
+				return res, err
+			}
+			problems = append(problems, fmt.Sprintf("part %d: %s is missing", i, m.Part))
+		} else if size != m.Bytes {
+			problems = append(problems, fmt.Sprintf("part %d: %s has %d bytes, its manifest says %d", i, m.Part, size, m.Bytes))
+		}
+		res.Rows += m.Rows
+		res.Rejected += m.Rejected
+		res.Bytes += m.Bytes
+		if m.Rejected > 0 {
+			res.Rejects = append(res.Rejects, m.Rejects)
+		}
+	}
+	if len(missing) > 0 {
+		problems = append([]string{fmt.Sprintf("%d of %d parts missing: %s", len(missing), n, strings.Join(missing, ", "))}, problems...)
+	}
+	// A manifest past the last part is left from a run with more shards.
+	if m, err := ReadManifest(ctx, s, ManifestKey(prefix, n)); err == nil {
+		problems = append(problems, fmt.Sprintf("%s is left from an earlier run of %d shards: remove the parts of that run", ManifestKey(prefix, n), m.Shards))
+	}
+	if len(problems) > 0 {
+		return res, &MergeError{problems}
+	}
+	return res, nil
+}
+
+// partFailure explains a missing part from its failure report, if any.
+func partFailure(ctx context.Context, s Store, prefix string, i int) string {
+	r, _, err := s.NewReader(ctx, ReportKey(prefix, i), ReadOptions{})
+	if err != nil {
+		return ""
+	}
+	defer r.Close()
+	var rep JobReport
+	if json.NewDecoder(io.LimitReader(r, 1<<20)).Decode(&rep) != nil || rep.Error == "" {
+		return ""
+	}
+	return " (failed: " + rep.Error + ")"
+}
+
+// objectSize returns the size of the object at key.
+func objectSize(ctx context.Context, s Store, key string) (int64, error) {
+	r, info, err := s.NewReader(ctx, key, ReadOptions{Length: 1})
+	if err != nil {
+		return 0, err
+	}
+	r.Close()
+	return info.Size, nil
+}
+
+// Merge checks the parts under prefix with CheckParts and, when into is
+// set, concatenates them into that object of the same store, which
+// must be a Composer. The result is the single run's output.
+func Merge(ctx context.Context, s Store, prefix, into string) (MergeResult, error) {
+	res, err := CheckParts(ctx, s, prefix)
+	if err != nil || into == "" {
+		return res, err
+	}
+	c, ok := s.(Composer)
+	if !ok {
+		return res, errors.New("compute: this store cannot compose objects")
+	}
+	srcs := make([]string, len(res.Manifests))
+	for i, m := range res.Manifests {
+		if into == m.Part || into == m.Input || into == ManifestKey(prefix, i) {
+			return res, fmt.Errorf("compute: merging into %s would overwrite a part or the input", into)
+		}
+		srcs[i] = m.Part
+	}
+	return res, c.Compose(ctx, into, srcs, WriteOptions{ContentType: "text/csv"})
+}
+
+// ComposeByCopy is Compose for stores that cannot concatenate objects
+// themselves: it streams the sources, in order, into one new object.
+func ComposeByCopy(ctx context.Context, s Store, dst string, srcs []string, opts WriteOptions) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := s.NewWriter(wctx, dst, opts)
+	if err != nil {
+		return err
+	}
+	for _, src := range srcs {
+		r, _, err := s.NewReader(ctx, src, ReadOptions{})
+		if err == nil {
+			_, err = io.Copy(w, r)
+			r.Close()
+		}
+		if err != nil {
+			cancel()
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
+}
