@@ -36,7 +36,9 @@ func PartKey(prefix string, i int) string { return fmt.Sprintf("%spart-%05d.csv"
 func ManifestKey(prefix string, i int) string { return fmt.Sprintf("%spart-%05d.json", prefix, i) }
 
 // RejectsKey returns the key of part i's rejects (skip mode) under prefix.
-func RejectsKey(prefix string, i int) string { return fmt.Sprintf("%spart-%05d.rejects.csv", prefix, i) }
+func RejectsKey(prefix string, i int) string {
+	return fmt.Sprintf("%spart-%05d.rejects.csv", prefix, i)
+}
 
 // ReportKey returns the key of part i's failure report under prefix.
 func ReportKey(prefix string, i int) string { return fmt.Sprintf("%spart-%05d.error.json", prefix, i) }

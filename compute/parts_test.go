@@ -225,4 +225,3 @@ func putJSON(t *testing.T, s compute.Store, key string, v any) {
 	}
 	storetest.Put(t, s, key, b)
 }
-
