@@ -505,6 +505,12 @@ func (s *Store) compose(ctx context.Context, dst string, srcs []string, opts com
 	c := obj.ComposerFrom(handles...)
 	c.ContentType = opts.ContentType
 	if _, err := c.Run(ctx); err != nil {
+		// Name a missing source, which the error may not.
+		for _, h := range handles {
+			if _, aerr := h.Attrs(ctx); errors.Is(aerr, storage.ErrObjectNotExist) {
+				return &compute.StoreError{Op: "compose", URL: s.URL(h.ObjectName()), Kind: compute.ErrNotFound, Err: aerr}
+			}
+		}
 		return s.fail("compose", dst, err, true)
 	}
 	return nil

@@ -77,7 +77,7 @@ func newServer(t *testing.T, bare bool) *server {
 		peak:    map[string]int{},
 	}
 	if !bare {
-		s.next = &conditions{backend: backend, next: s.next}
+		s.next = storetest.S3PartCopy(&conditions{backend: backend, next: s.next})
 	}
 	hs := httptest.NewServer(s)
 	t.Cleanup(hs.Close)

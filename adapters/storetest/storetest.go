@@ -7,12 +7,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"testing"
 
@@ -48,6 +54,9 @@ func Run(t *testing.T, s compute.Store, o Options) {
 	t.Run("Overwrite", func(t *testing.T) { testOverwrite(t, s, k) })
 	t.Run("Range", func(t *testing.T) { testRange(t, s, k) })
 	t.Run("Versions", func(t *testing.T) { testVersions(t, s, k, o) })
+	if c, ok := s.(compute.Composer); ok {
+		t.Run("Compose", func(t *testing.T) { testCompose(t, s, c, k) })
+	}
 	if o.LargeSize > 0 {
 		t.Run("Large", func(t *testing.T) { testLarge(t, s, k, o.LargeSize) })
 	}
@@ -337,5 +346,137 @@ func OneGenerationReadAtATime(fake http.Handler) http.Handler {
 			defer mu.Unlock()
 		}
 		fake.ServeHTTP(w, r)
+	})
+}
+
+// S3PartCopy wraps the handler of a gofakes3 server with what its
+// v1.2.0 lacks for composing objects: UploadPartCopy (a part PUT with
+// x-amz-copy-source, served by reading the source, range and If-Match
+// included, through the same server), and S3's rule that every part of a
+// multipart upload but the last holds at least 5 MiB (EntityTooSmall).
+func S3PartCopy(fake http.Handler) http.Handler {
+	var mu sync.Mutex
+	sizes := map[string]map[int]int64{} // upload id → part number → size
+	record := func(id string, part int, n int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if sizes[id] == nil {
+			sizes[id] = map[int]int64{}
+		}
+		sizes[id][part] = n
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		id := q.Get("uploadId")
+		part, _ := strconv.Atoi(q.Get("partNumber"))
+		switch {
+		case r.Method == http.MethodPut && id != "" && part > 0 && r.Header.Get("X-Amz-Copy-Source") != "":
+			get := httptest.NewRequest(http.MethodGet, "/"+strings.TrimPrefix(r.Header.Get("X-Amz-Copy-Source"), "/"), nil)
+			if rng := r.Header.Get("X-Amz-Copy-Source-Range"); rng != "" {
+				get.Header.Set("Range", rng)
+			}
+			if m := r.Header.Get("X-Amz-Copy-Source-If-Match"); m != "" {
+				get.Header.Set("If-Match", m)
+			}
+			src := httptest.NewRecorder()
+			fake.ServeHTTP(src, get)
+			if src.Code != http.StatusOK && src.Code != http.StatusPartialContent {
+				w.WriteHeader(src.Code)
+				w.Write(src.Body.Bytes())
+				return
+			}
+			body := src.Body.Bytes()
+			put := r.Clone(r.Context())
+			for _, h := range []string{"X-Amz-Copy-Source", "X-Amz-Copy-Source-Range", "X-Amz-Copy-Source-If-Match", "Content-Md5", "X-Amz-Content-Sha256"} {
+				put.Header.Del(h)
+			}
+			put.Body, put.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+			put.Header.Set("Content-Length", strconv.Itoa(len(body)))
+			res := httptest.NewRecorder()
+			fake.ServeHTTP(res, put)
+			if res.Code != http.StatusOK {
+				w.WriteHeader(res.Code)
+				w.Write(res.Body.Bytes())
+				return
+			}
+			record(id, part, int64(len(body)))
+			w.Header().Set("Content-Type", "application/xml")
+			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><CopyPartResult><LastModified>%s</LastModified><ETag>%s</ETag></CopyPartResult>`,
+				time.Now().UTC().Format(time.RFC3339), html.EscapeString(res.Header().Get("ETag")))
+		case r.Method == http.MethodPut && id != "" && part > 0:
+			record(id, part, r.ContentLength)
+			fake.ServeHTTP(w, r)
+		case r.Method == http.MethodPost && id != "":
+			body, _ := io.ReadAll(r.Body)
+			var done struct {
+				Parts []struct{ PartNumber int } `xml:"Part"`
+			}
+			xml.Unmarshal(body, &done)
+			mu.Lock()
+			for i, p := range done.Parts {
+				if n := sizes[id][p.PartNumber]; i < len(done.Parts)-1 && n < 5<<20 {
+					mu.Unlock()
+					w.WriteHeader(http.StatusBadRequest)
+					fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>EntityTooSmall</Code><Message>part %d has %d bytes</Message></Error>`, p.PartNumber, n)
+					return
+				}
+			}
+			mu.Unlock()
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			fake.ServeHTTP(w, r)
+		default:
+			fake.ServeHTTP(w, r)
+		}
+	})
+}
+
+// testCompose joins objects of all sizes, among them ones S3 cannot copy
+// as parts (under 5 MiB) and enough for Cloud Storage to need rounds.
+func testCompose(t *testing.T, s compute.Store, c compute.Composer, k func(string) string) {
+	ctx := context.Background()
+	rnd := rand.New(rand.NewPCG(5, 6))
+	for _, tc := range []struct {
+		name  string
+		sizes []int
+	}{
+		{"Small", []int{3, 0, 10, 1}},
+		{"Mixed", []int{6 << 20, 1 << 20, 0, 7 << 20, 2}},
+		{"Many", make([]int, 40)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var want []byte
+			var srcs []string
+			for i, n := range tc.sizes {
+				if n == 0 && tc.name == "Many" {
+					n = 1 + i
+				}
+				b := make([]byte, n)
+				for j := range b {
+					b[j] = byte('a' + rnd.IntN(26))
+				}
+				key := k(fmt.Sprintf("compose-%s-src-%02d", tc.name, i))
+				Put(t, s, key, b)
+				srcs, want = append(srcs, key), append(want, b...)
+			}
+			dst := k("compose-" + tc.name + "-all")
+			if err := c.Compose(ctx, dst, srcs, compute.WriteOptions{ContentType: "text/csv"}); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := mustGet(t, s, dst)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("composed %d bytes, want %d", len(got), len(want))
+			}
+		})
+	}
+	t.Run("MissingSource", func(t *testing.T) {
+		Put(t, s, k("compose-miss-a"), []byte("a"))
+		dst := k("compose-miss-all")
+		err := c.Compose(ctx, dst, []string{k("compose-miss-a"), k("compose-miss-nope")}, compute.WriteOptions{})
+		if !errors.Is(err, compute.ErrNotFound) {
+			t.Fatalf("got %v, want ErrNotFound", err)
+		}
+		if _, _, err := Get(t, s, dst, compute.ReadOptions{}); !errors.Is(err, compute.ErrNotFound) {
+			t.Fatalf("composed object left behind: %v", err)
+		}
 	})
 }
