@@ -263,45 +263,59 @@ type objectReaderAt struct {
 	pin   ReadOptions
 	size  int64
 
-	mu  sync.Mutex
-	rc  io.ReadCloser
-	pos int64
+	mu     sync.Mutex
+	rc     io.ReadCloser
+	pos    int64 // where rc is
+	end    int64 // where rc ends
+	window int64 // the length of the next request
 }
+
+// Requests read windows that start small, for the reads of a header or a
+// boundary, and double while reads go on in sequence, up to maxWindow.
+const (
+	minWindow = 1 << 20
+	maxWindow = 64 << 20
+)
 
 func (o *objectReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if off >= o.size {
-		return 0, io.EOF
-	}
-	if o.rc == nil || off != o.pos {
-		o.close()
-		ro := o.pin
-		ro.Offset, ro.Length = off, o.size-off
-		rc, info, err := o.store.NewReader(o.ctx, o.key, ro)
+	total := 0
+	for len(p) > 0 {
+		if off >= o.size {
+			return total, io.EOF
+		}
+		if o.rc == nil || off != o.pos || off >= o.end {
+			if o.rc != nil && off == o.pos {
+				o.window = min(2*o.window, maxWindow)
+			} else {
+				o.window = minWindow
+			}
+			o.close()
+			ro := o.pin
+			ro.Offset, ro.Length = off, min(max(o.window, int64(len(p))), o.size-off)
+			rc, info, err := o.store.NewReader(o.ctx, o.key, ro)
+			if err != nil {
+				return total, err
+			}
+			if info.Size != o.size {
+				rc.Close()
+				return total, fmt.Errorf("compute: %s changed size while being read (%d, then %d bytes): %w", o.key, o.size, info.Size, ErrNotFound)
+			}
+			o.rc, o.pos, o.end = rc, off, off+ro.Length
+		}
+		n := int(min(int64(len(p)), o.end-off))
+		m, err := io.ReadFull(o.rc, p[:n])
+		o.pos, off, total, p = o.pos+int64(m), off+int64(m), total+m, p[m:]
 		if err != nil {
-			return 0, err
+			o.close()
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return total, err
 		}
-		if info.Size != o.size {
-			rc.Close()
-			return 0, fmt.Errorf("compute: %s changed size while being read (%d, then %d bytes): %w", o.key, o.size, info.Size, ErrNotFound)
-		}
-		o.rc, o.pos = rc, off
 	}
-	n := int(min(int64(len(p)), o.size-off))
-	m, err := io.ReadFull(o.rc, p[:n])
-	o.pos += int64(m)
-	if err != nil {
-		o.close()
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return m, err
-	}
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
+	return total, nil
 }
 
 func (o *objectReaderAt) close() {
@@ -355,7 +369,7 @@ func CheckParts(ctx context.Context, s Store, prefix string) (MergeResult, error
 	first, err := ReadManifest(ctx, s, ManifestKey(prefix, 0))
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return res, &MergeError{[]string{fmt.Sprintf("no %s: part 0 is missing or was never written", ManifestKey(prefix, 0))}}
+			return res, &MergeError{[]string{fmt.Sprintf("no %s: part 0 is missing%s", ManifestKey(prefix, 0), partFailure(ctx, s, prefix, 0))}}
 		}
 		return res, err
 	}

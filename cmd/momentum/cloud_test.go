@@ -54,7 +54,7 @@ func startClouds(t *testing.T) *clouds {
 			t.Fatal(err)
 		}
 	}
-	s3srv := httptest.NewServer(gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server())
+	s3srv := httptest.NewServer(storetest.S3PartCopy(gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server()))
 	t.Cleanup(s3srv.Close)
 	c.s3URL = s3srv.URL
 	c.s3 = awss3.New(awss3.Options{

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// shardInput is a CSV of about size bytes with quoted fields that hold
+// newlines, CRLF records and blank lines, so that byte offsets often fall
+// inside a quoted field.
+func shardInput(size int) []byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	var b bytes.Buffer
+	b.WriteString("id,mass,velocity,note\n")
+	for i := 0; b.Len() < size; i++ {
+		fmt.Fprintf(&b, "%d,%d.%03d,%de%d,", i, r.IntN(1000), r.IntN(1000), r.IntN(2000)-1000, r.IntN(6)-3)
+		switch r.IntN(8) {
+		case 0:
+			b.WriteString("\"several\nlines, \"\"quoted\"\"\r\nhere\"")
+		case 1:
+			b.WriteString(strings.Repeat("x", r.IntN(2000)))
+		case 2:
+			b.WriteString("\"" + strings.Repeat("y\n", r.IntN(300)) + "\"")
+		}
+		if r.IntN(5) == 0 {
+			b.WriteString("\r\n")
+		} else {
+			b.WriteString("\n")
+		}
+		if r.IntN(100) == 0 {
+			b.WriteString("\n")
+		}
+	}
+	return b.Bytes()
+}
+
+// startTasks starts the tasks of an array job as processes of the binary,
+// each with its engine's variables, and waits for them all.
+func startTasks(t *testing.T, n int, env func(i int) []string, args ...string) []result {
+	t.Helper()
+	cmds := make([]*exec.Cmd, n)
+	outs := make([]*bytes.Buffer, n)
+	for i := range cmds {
+		cmds[i] = exec.Command(bin, args...)
+		cmds[i].Env = cleanEnv(env(i)...)
+		outs[i] = &bytes.Buffer{}
+		cmds[i].Stdout, cmds[i].Stderr = outs[i], outs[i]
+		if err := cmds[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := make([]result, n)
+	for i, c := range cmds {
+		c.Wait()
+		res[i] = result{code: c.ProcessState.ExitCode(), stderr: outs[i].String()}
+	}
+	return res
+}
+
+// TestShardedJob runs one input as the tasks of a Cloud Run job, a
+// Kubernetes indexed job and an AWS Batch array job, each task a process
+// of the binary with the variables its engine sets, against the Cloud
+// Storage and S3 emulators; then merges. The parts in order, and the
+// merged object, are byte for byte the single run's output.
+func TestShardedJob(t *testing.T) {
+	c := startClouds(t)
+	in := shardInput(24 << 20)
+	local := filepath.Join(t.TempDir(), "in.csv")
+	if err := os.WriteFile(local, in, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	single := momentum(t, nil, local)
+	if single.code != 0 {
+		t.Fatalf("single run: %+v", single)
+	}
+	want := single.stdout
+	c.put(t, "gs://in/big.csv", in)
+	c.put(t, "s3://in/big.csv", in)
+
+	parts := func(t *testing.T, folder string, n int) string {
+		t.Helper()
+		var all strings.Builder
+		for i := range n {
+			b, err := c.get(t, folder+fmt.Sprintf("part-%05d.csv", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			all.Write(b)
+		}
+		return all.String()
+	}
+	checkTasks := func(t *testing.T, res []result, outcome string) {
+		t.Helper()
+		var rows int64
+		for i, r := range res {
+			l := lastJobLog(t, r.stderr)
+			if r.code != 0 || l.Outcome != outcome {
+				t.Fatalf("task %d: code %d, %s", i, r.code, r.stderr)
+			}
+			rows += l.Rows
+		}
+		if want := int64(strings.Count(want, "\n")); outcome == "done" && rows == 0 {
+			t.Fatalf("no rows, want about %d", want)
+		}
+	}
+
+	engines := []struct {
+		name, input, folder, into string
+		n                         int
+		env                       func(i int) []string
+		args                      []string
+	}{
+		{"CloudRun", "gs://in/big.csv", "gs://out/cloudrun/", "gs://out/cloudrun.csv", 3, func(i int) []string {
+			return c.env("CLOUD_RUN_JOB=momentum", "CLOUD_RUN_EXECUTION=momentum-x1", fmt.Sprintf("CLOUD_RUN_TASK_INDEX=%d", i),
+				"CLOUD_RUN_TASK_COUNT=3", "MOMENTUM_INPUT=gs://in/big.csv", "MOMENTUM_OUTPUT=gs://out/cloudrun/")
+		}, nil},
+		{"AWSBatch", "s3://in/big.csv", "s3://out/batch/", "s3://out/batch.csv", 4, func(i int) []string {
+			return c.env(fmt.Sprintf("AWS_BATCH_JOB_ARRAY_INDEX=%d", i), "AWS_BATCH_JOB_ARRAY_SIZE=4",
+				"MOMENTUM_INPUT=s3://in/big.csv", "MOMENTUM_OUTPUT=s3://out/batch/")
+		}, []string{"job"}},
+		{"KubernetesAcrossClouds", "gs://in/big.csv", "s3://out/k8s/", "s3://out/k8s.csv", 5, func(i int) []string {
+			return c.env(fmt.Sprintf("JOB_COMPLETION_INDEX=%d", i), "MOMENTUM_SHARDS=5")
+		}, []string{"job", "--input", "gs://in/big.csv", "--output", "s3://out/k8s/"}},
+	}
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			checkTasks(t, startTasks(t, e.n, e.env, e.args...), "done")
+			if got := parts(t, e.folder, e.n); got != want {
+				t.Fatalf("the parts in order differ from the single run (%d bytes, want %d)", len(got), len(want))
+			}
+			r := momentumEnv(t, c.env(), nil, "merge", "--into", e.into, e.folder)
+			if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("%d parts of big.csv", e.n)) {
+				t.Fatalf("merge: %+v", r)
+			}
+			if got, err := c.get(t, e.into); err != nil || string(got) != want {
+				t.Fatalf("merged object differs from the single run (%d bytes, %v)", len(got), err)
+			}
+			// The engine runs every task again: each finds its part done.
+			checkTasks(t, startTasks(t, e.n, e.env, e.args...), "duplicate")
+		})
+	}
+
+	t.Run("TaskRetried", func(t *testing.T) {
+		// Task 1 died after writing its part, before its manifest.
+		c.put(t, "gs://out/cloudrun/part-00001.csv", []byte("a torn part"))
+		c.del(t, "gs://out/cloudrun/part-00001.json")
+		r := momentumEnv(t, engines[0].env(1), nil)
+		if l := lastJobLog(t, r.stderr); r.code != 0 || l.Outcome != "done" {
+			t.Fatalf("retried task: %+v", r)
+		}
+		if r := momentumEnv(t, c.env(), nil, "merge", "gs://out/cloudrun/"); r.code != 0 {
+			t.Fatalf("merge: %+v", r)
+		}
+		if got := parts(t, "gs://out/cloudrun/", 3); got != want {
+			t.Fatal("parts differ after the retry")
+		}
+	})
+
+	t.Run("MergeIncomplete", func(t *testing.T) {
+		c.del(t, "s3://out/batch/part-00002.json")
+		r := momentumEnv(t, c.env(), nil, "merge", "--into", "s3://out/batch2.csv", "s3://out/batch/")
+		if r.code != exitFailure || !strings.Contains(r.stderr, "1 of 4 parts missing: 2") {
+			t.Fatalf("merge of incomplete parts: %+v", r)
+		}
+		if _, err := c.get(t, "s3://out/batch2.csv"); err == nil {
+			t.Fatal("merged despite a missing part")
+		}
+	})
+
+	t.Run("BadData", func(t *testing.T) {
+		bad := bytes.Replace(in, []byte("\n7777,"), []byte("\n7777,x"), 1)
+		c.put(t, "gs://in/bad.csv", bad)
+		res := startTasks(t, 4, func(i int) []string {
+			return c.env(fmt.Sprintf("CLOUD_RUN_TASK_INDEX=%d", i), "CLOUD_RUN_TASK_COUNT=4")
+		}, "job", "--input", "gs://in/bad.csv", "--output", "gs://out/bad/")
+		line := int64(bytes.Count(bad[:bytes.Index(bad, []byte("\n7777,x"))+1], []byte("\n")) + 1)
+		failed := 0
+		for i, r := range res {
+			if r.code == exitData {
+				failed++
+				if l := lastJobLog(t, r.stderr); l.Line != line || l.Report != fmt.Sprintf("gs://out/bad/part-%05d.error.json", i) {
+					t.Errorf("task %d: %+v, want line %d", i, l, line)
+				}
+			} else if r.code != 0 {
+				t.Errorf("task %d: %+v", i, r)
+			}
+		}
+		if failed != 1 {
+			t.Fatalf("%d tasks failed, want 1", failed)
+		}
+		r := momentumEnv(t, c.env(), nil, "merge", "gs://out/bad/")
+		if r.code != exitFailure || !strings.Contains(r.stderr, fmt.Sprintf("line %d, column mass", line)) {
+			t.Fatalf("merge: %+v", r)
+		}
+	})
+
+	t.Run("Configuration", func(t *testing.T) {
+		for _, env := range [][]string{
+			{"JOB_COMPLETION_INDEX=0", "MOMENTUM_INPUT=gs://in/big.csv", "MOMENTUM_OUTPUT=gs://out/x/"},
+			{"CLOUD_RUN_TASK_INDEX=0", "CLOUD_RUN_TASK_COUNT=2", "MOMENTUM_INPUT=gs://in/big.csv", "MOMENTUM_OUTPUT=gs://out/x.csv"},
+			{"AWS_BATCH_JOB_ARRAY_INDEX=4", "AWS_BATCH_JOB_ARRAY_SIZE=4", "MOMENTUM_INPUT=gs://in/big.csv", "MOMENTUM_OUTPUT=gs://out/x/"},
+			{"MOMENTUM_SHARD=1/0", "MOMENTUM_INPUT=gs://in/big.csv", "MOMENTUM_OUTPUT=gs://out/x/"},
+		} {
+			r := momentumEnv(t, c.env(env...), nil, "job")
+			if l := lastJobLog(t, r.stderr); r.code != exitUsage || l.Level != "ERROR" {
+				t.Errorf("%q: %+v", env, r)
+			}
+		}
+	})
+}
+
+// del deletes the object at loc.
+func (c *clouds) del(t *testing.T, loc string) {
+	t.Helper()
+	scheme, bucket, key, _ := splitURL(loc)
+	var err error
+	if scheme == "s3" {
+		_, err = c.s3.DeleteObject(context.Background(), &awss3.DeleteObjectInput{Bucket: &bucket, Key: &key})
+	} else {
+		err = c.gcs.Bucket(bucket).Object(key).Delete(context.Background())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
