@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"testing"
 )
 
@@ -42,3 +43,28 @@ func benchmarkTransform(b *testing.B, workers int) {
 
 func BenchmarkTransformSerial(b *testing.B)   { benchmarkTransform(b, 1) }
 func BenchmarkTransformParallel(b *testing.B) { benchmarkTransform(b, 0) }
+
+var shardBenchInput = sync.OnceValue(func() []byte { return benchInput(2_000_000) })
+
+// BenchmarkTransformShards runs the N shards of one 70 MB input one
+// after the other: against BenchmarkTransformParallel, it is the cost of
+// sharding (the header read by every shard, the boundary read-ahead).
+func BenchmarkTransformShards(b *testing.B) {
+	in := shardBenchInput()
+	rows := bytes.Count(in, []byte("\n")) - 1
+	for _, n := range []int{1, 4, 16} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			b.ReportAllocs()
+			for b.Loop() {
+				for i := range n {
+					_, err := TransformShard(context.Background(), io.Discard, bytes.NewReader(in), int64(len(in)), Shard{i, n}, Options{})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}

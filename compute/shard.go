@@ -122,19 +122,20 @@ func TransformShard(ctx context.Context, w io.Writer, r io.ReaderAt, size int64,
 			return st, err
 		}
 	}
-	if st.End < st.Start {
-		return st, fmt.Errorf("compute: shard %v: record boundaries out of order (%d after %d): the input is not valid CSV near byte %d", s, st.Start, st.End, nomEnd)
-	}
+	// The next shard's start before this one's is misjudged, in input that
+	// is invalid near it: read on, as past any misjudged boundary.
+	misjudged := st.End < st.Start
+	st.End = max(st.End, st.Start)
 
 	t := &transform{o: o, w: w, spec: h.spec, line: 1}
-	sr := &shardReader{r: r, off: st.Start, end: st.End, size: size}
+	sr := &shardReader{r: r, off: st.Start, end: st.End, size: size, misjudged: misjudged}
 	t.sp = newSplitter(sr, o.MaxRecordBytes)
 	t.sp.spec = t.spec
 	// Shards after the first learn their first line number, and the quote
 	// parity at their nominal start, only when an error or a reject needs
 	// them: that means reading everything before the shard.
 	from := max(nomStart, dataStart)
-	pre := &prefix{r: r, at: from - 1, end: st.Start}
+	pre := &prefix{r: r, at: max(from-1, 0), end: st.Start}
 	if s.Index == 0 {
 		t.line = h.line
 		if err := t.write(head.Bytes()); err != nil {
@@ -154,7 +155,7 @@ func TransformShard(ctx context.Context, w io.Writer, r io.ReaderAt, size int64,
 	}
 	err = t.body(ctx, nil, 0)
 	if err == nil && sr.overrun {
-		err = fmt.Errorf("compute: shard %v: byte %d, where the next shard starts, is inside a quoted field", s, st.End)
+		err = fmt.Errorf("compute: shard %v: byte %d, where the next shard starts, is not a record boundary", s, st.End)
 	}
 	if t.rejects != nil {
 		t.rejects.Flush()
@@ -282,12 +283,13 @@ type shardReader struct {
 	r              io.ReaderAt
 	off, end, size int64
 	quotes         int
+	misjudged      bool // end is known not to be a record boundary
 	overrun        bool
 }
 
 func (s *shardReader) Read(p []byte) (int, error) {
 	if s.off >= s.end {
-		if s.overrun || s.end >= s.size || s.quotes%2 == 0 {
+		if s.overrun || s.end >= s.size || s.quotes%2 == 0 && !s.misjudged {
 			return 0, io.EOF
 		}
 		s.overrun, s.end = true, s.size

@@ -350,3 +350,54 @@ func TestShardMisjudgedBoundary(t *testing.T) {
 		}
 	}
 }
+
+// FuzzShards: for any input, the shards succeed exactly when the single
+// run does, and then their parts and rejects concatenate to its output;
+// when it fails, the earliest error the shards report is its error.
+func FuzzShards(f *testing.F) {
+	for _, s := range []string{
+		"mass,velocity\n1,2\n3,4\n5,6\n", "a,mass,velocity\n\"x\ny\",1,2\r\n\"p\nq\",3,4\n", "mass,velocity\n1,\"2\n",
+		"mass,velocity\n1,x\n2,3\n", "2,3\n\n\n4,5\r", "m,mass,velocity\n\"\n\",1,2\n\"\n\",3,4\n\"\n\",5,6\n",
+		"mass,velocity,n\n1,2,\"a\n7,8,9\n\"X\nz\",q\n",
+	} {
+		f.Add([]byte(s), uint8(3), false)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, n uint8, skip bool) {
+		o := Options{MaxRecordBytes: 64, Workers: 1}
+		if skip {
+			o.OnError = OnErrorSkip
+		}
+		var want, wantRej bytes.Buffer
+		so := o
+		so.Rejects = &wantRej
+		wst, werr := Transform(context.Background(), &want, bytes.NewReader(in), so)
+		shards := 1 + int(n)%8
+		var got, gotRej bytes.Buffer
+		var rows int64
+		var first *ParseError
+		failed := false
+		for _, run := range runShards(in, shards, o) {
+			var perr *ParseError
+			if errors.As(run.err, &perr) && (first == nil || perr.Line < first.Line) {
+				first = perr
+			}
+			failed = failed || run.err != nil
+			got.Write(run.out)
+			gotRej.Write(run.rejects)
+			rows += run.stats.RowsIn
+		}
+		var wantPerr *ParseError
+		switch {
+		case werr == nil && failed:
+			t.Fatalf("%d shards failed where the single run did not: %v", shards, first)
+		case werr == nil:
+			if !bytes.Equal(got.Bytes(), want.Bytes()) || !bytes.Equal(gotRej.Bytes(), wantRej.Bytes()) || rows != wst.RowsIn {
+				t.Fatalf("%d shards: parts %q, want %q", shards, got.Bytes(), want.Bytes())
+			}
+		case !failed:
+			t.Fatalf("%d shards succeeded where the single run failed: %v", shards, werr)
+		case errors.As(werr, &wantPerr) && (first == nil || first.Error() != wantPerr.Error()):
+			t.Fatalf("%d shards: first error %v, want %v", shards, first, werr)
+		}
+	})
+}
