@@ -319,7 +319,9 @@ var quote = []byte{'"'}
 // quoted field open at the end of input, a record longer than
 // MaxRecordBytes. In valid input the true hypothesis survives, so when
 // exactly one does, it is the truth. In quote-free data the inside
-// hypothesis dies when its field would outgrow MaxRecordBytes.
+// hypothesis dies when its field would outgrow MaxRecordBytes. The rules
+// are a lenient subset of the parser's, so that the true hypothesis
+// never dies in valid input.
 func findBoundary(ctx context.Context, r io.ReaderAt, size, off int64, o Options) (int64, error) {
 	if off <= 0 || off >= size {
 		return min(max(off, 0), size), nil
@@ -497,7 +499,9 @@ func (h *hypothesis) scan(b []byte, pos int64, delim byte, limit int64) {
 				h.recLen++
 			}
 		}
-		if h.recLen > limit {
+		// Only a quoted field can make a record too long to be valid here:
+		// outside quotes any newline ends it.
+		if h.recLen > limit && h.state != hOut {
 			h.dead = true
 			return
 		}
@@ -515,26 +519,17 @@ func (h *hypothesis) scanQuoteFree(b []byte, pos int64, delim byte, limit int64)
 		}
 		return
 	}
-	i := 0
-	for {
-		k := bytes.IndexByte(b[i:], '\n')
-		if k < 0 {
-			break
-		}
-		if h.recLen+int64(k) > limit {
-			h.dead = true
-			return
-		}
-		i += k + 1
-		h.endRecord(pos + int64(i))
-	}
-	if rest := len(b) - i; rest > 0 {
-		if h.recLen += int64(rest); h.recLen > limit {
-			h.dead = true
-			return
-		}
+	last := bytes.LastIndexByte(b, '\n')
+	if last < 0 {
+		h.recLen += int64(len(b))
 		h.fieldStart = b[len(b)-1] == delim
+		return
 	}
+	if h.boundary < 0 {
+		h.endRecord(pos + int64(bytes.IndexByte(b, '\n')) + 1)
+	}
+	h.recLen = int64(len(b) - last - 1)
+	h.fieldStart = last == len(b)-1 || b[len(b)-1] == delim
 }
 
 // atEOF applies the end of input: a quoted field still open is an error;
