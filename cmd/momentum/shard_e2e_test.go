@@ -232,3 +232,51 @@ func (c *clouds) del(t *testing.T, loc string) {
 		t.Fatal(err)
 	}
 }
+
+// TestShardedJobLocal is the README's local example: two tasks on a file,
+// then merge into one, which is the single run's output.
+func TestShardedJobLocal(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "big.csv")
+	if err := os.WriteFile(in, shardInput(3<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := momentum(t, nil, in).stdout
+	parts := filepath.Join(dir, "parts") + "/"
+	// Two attempts of task 0 at once, as an engine may run them, then task 1.
+	res := startTasks(t, 2, func(int) []string { return nil }, "job", "--input", in, "--output", parts, "--shard", "0/2")
+	res = append(res, startTasks(t, 1, func(int) []string { return nil }, "job", "--input", in, "--output", parts, "--shard", "1/2")...)
+	for i, r := range res {
+		if l := lastJobLog(t, r.stderr); r.code != 0 || l.Outcome != "done" && l.Outcome != "duplicate" {
+			t.Fatalf("attempt %d: %+v", i, r)
+		}
+	}
+	into := filepath.Join(dir, "big.momentum.csv")
+	r := momentumEnv(t, nil, nil, "merge", "--into", into, parts)
+	if r.code != 0 || !strings.Contains(r.stdout, "2 parts of "+in) || !strings.Contains(r.stdout, "joined into "+into) {
+		t.Fatalf("merge: %+v", r)
+	}
+	if got := string(readFile(t, into)); got != want {
+		t.Fatalf("merged file differs from the single run (%d bytes, want %d)", len(got), len(want))
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"merge"}, exitUsage, "takes one folder"},
+		{[]string{"merge", parts, parts}, exitUsage, "takes one folder"},
+		{[]string{"merge", "--into", "s3://b/x.csv", parts}, exitUsage, "not in the store of"},
+		{[]string{"merge", "--into", filepath.Join(dir, "parts", "part-00001.csv"), parts}, exitFailure, "would overwrite a part"},
+		{[]string{"merge", filepath.Join(dir, "nothing") + "/"}, exitFailure, "part 0 is missing"},
+		{[]string{"merge", in}, exitUsage, "a folder ends with /"},
+	} {
+		r := momentumEnv(t, nil, nil, tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.msg) {
+			t.Errorf("%q: code %d, %q; want %d, %q", tc.args, r.code, r.stderr, tc.code, tc.msg)
+		}
+	}
+	if r := momentumEnv(t, nil, nil, "merge", "--help"); r.code != 0 || !strings.Contains(r.stdout, "Usage: momentum merge") {
+		t.Errorf("--help: %+v", r)
+	}
+}
