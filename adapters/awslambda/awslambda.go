@@ -109,7 +109,7 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, 
 	if err := json.Unmarshal(payload, &ev); err != nil {
 		// Not an S3 event at all: retrying would not change it.
 		log.Error("not an S3 event notification", "error", err.Error())
-		return Result{}, nil
+		return Result{Objects: []ObjectResult{}}, nil
 	}
 	if len(ev.Records) == 0 {
 		log.Info("event with no records", "service", ev.Service, "event", ev.Event)
@@ -247,16 +247,17 @@ func (h *Handler) record(ctx context.Context, log *slog.Logger, raw json.RawMess
 }
 
 // badRecord settles a record that names no object that can be read: it
-// is reported, under the key as the event spelled it, if that is an
+// is reported, under its key decoded as far as it can be, if that is an
 // input of the route.
 func (h *Handler) badRecord(ctx context.Context, log *slog.Logger, res ObjectResult, start time.Time, cause error) (ObjectResult, error) {
 	attrs := []any{"bucket", res.Bucket, "key", res.Key, "error", res.Error}
-	if targets, err := h.Route.Targets(res.Bucket, res.Key); err == nil {
+	key := lenientUnescape(res.Key)
+	if targets, err := h.Route.Targets(res.Bucket, key); err == nil {
 		out, err := h.Bucket(ctx, h.Route.To.Bucket)
 		if err != nil {
 			return h.retry(log, res, start, err)
 		}
-		job := compute.Job{InputKey: res.Key, Output: out, ReportKey: targets.Report}
+		job := compute.Job{InputKey: key, Output: out, ReportKey: targets.Report}
 		if _, err := job.Fail(ctx, cause); err != nil {
 			return h.retry(log, res, start, err)
 		}
@@ -281,6 +282,38 @@ func (h *Handler) logger() *slog.Logger {
 		return h.Logger
 	}
 	return slog.Default()
+}
+
+// lenientUnescape decodes an event's key as far as it goes: '+' is a
+// space and a valid %XX its byte, while a '%' that starts no escape stays
+// as it is. The input prefix of a route is matched against that, so an
+// undecodable key under "my data/" (spelled "my+data/") is still an input.
+func lenientUnescape(key string) string {
+	var b strings.Builder
+	for i := 0; i < len(key); i++ {
+		switch c := key[i]; {
+		case c == '+':
+			b.WriteByte(' ')
+		case c == '%' && i+2 < len(key) && isHex(key[i+1]) && isHex(key[i+2]):
+			b.WriteByte(unhex(key[i+1])<<4 | unhex(key[i+2]))
+			i += 2
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }
 
 // quoteETag puts the quotes that an event leaves off an ETag back, as

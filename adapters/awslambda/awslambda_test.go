@@ -879,6 +879,41 @@ func TestUndecodableKey(t *testing.T) {
 	)
 }
 
+// TestUndecodableKeyUnderEncodedPrefix is an undecodable key whose
+// input prefix is itself encoded in the event ("in+coming/" for
+// "in coming/"): it is still an input, reported under its decoded name.
+func TestUndecodableKeyUnderEncodedPrefix(t *testing.T) {
+	e := newLambdaEnv(t, compute.Options{})
+	e.h.Route.From.Prefix = "in coming/"
+	event := editRecords(t, "s3-bad-key.json", func(rec, _, obj map[string]any) {
+		if obj["key"] == "incoming/100%.csv" {
+			obj["key"] = "in+coming/caf%C3%A9+100%.csv"
+		}
+	})
+	e.put("data", "in coming/particles.csv", readTestdata(t, "particles.csv"))
+	res, err := e.h.Handle(requestContext("req-key2"), event)
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if len(res.Objects) != 2 || res.Objects[0].Outcome != "failed" || res.Objects[0].Key != "in+coming/caf%C3%A9+100%.csv" {
+		t.Fatalf("result %+v", res)
+	}
+	body, _ := e.get("momentum/café 100%.error.json")
+	var rep compute.JobReport
+	if err := json.Unmarshal(body, &rep); err != nil || rep.Input != "in coming/café 100%.csv" {
+		t.Errorf("report %q: %v", body, err)
+	}
+}
+
+func TestNotJSONAnswersNoObjects(t *testing.T) {
+	e := newLambdaEnv(t, compute.Options{})
+	res, err := e.h.Handle(requestContext("req-x"), json.RawMessage(`Records: none`))
+	body, _ := json.Marshal(res)
+	if err != nil || !strings.Contains(string(body), `"objects":[]`) {
+		t.Fatalf("%s, %v: want an empty list of objects", body, err)
+	}
+}
+
 func TestSkipMode(t *testing.T) {
 	e := newLambdaEnv(t, compute.Options{OnError: compute.OnErrorSkip})
 	input := "mass,velocity\n1,2\n3,abc\n4,5\n"
