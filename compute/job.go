@@ -85,57 +85,24 @@ func (j *Job) Run(ctx context.Context) (JobResult, error) {
 	}
 	defer in.Close()
 
-	// Until committed, writers are aborted on the way out: their context
-	// is cancelled, then they are closed, which leaves nothing behind.
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	create := WriteOptions{IfNotExists: true, ContentType: "text/csv"}
-	out, err := j.Output.NewWriter(wctx, j.OutputKey, create)
-	if err != nil {
-		return j.storageFailure(ctx, err)
+	rejectsKey := ""
+	if j.Options.OnError == OnErrorSkip {
+		rejectsKey = j.RejectsKey
 	}
-	var rejects io.WriteCloser
-	committed := false
-	defer func() {
-		if !committed {
-			cancel()
-			out.Close()
-			if rejects != nil {
-				rejects.Close()
-			}
-		}
-	}()
+	w, err := openOutputs(ctx, j.Output, j.OutputKey, rejectsKey, create)
+	if err != nil {
+		return storageFailure(ctx, err, j.Fail)
+	}
+	defer w.abort()
 	o := j.Options
-	if o.OnError == OnErrorSkip {
-		if rejects, err = j.Output.NewWriter(wctx, j.RejectsKey, create); err != nil {
-			return j.storageFailure(ctx, err)
-		}
-		o.Rejects = rejects
-	}
+	o.Rejects = w.rejects
 
-	st, err := Transform(ctx, out, in, o)
+	st, err := Transform(ctx, w.out, in, o)
 	if err != nil {
-		var perr *ParseError
-		switch {
-		case errors.Is(err, ErrAlreadyProcessed):
-			return JobResult{Outcome: AlreadyProcessed, Stats: st}, nil
-		case errors.As(err, &perr):
-			res, ferr := j.Fail(ctx, err)
-			res.Stats = st
-			return res, ferr
-		}
-		return JobResult{Stats: st}, err // storage or context: worth a retry
+		return sortFailure(ctx, st, err, j.Fail)
 	}
-	// The rejects first: an output without its rejects would hide rows.
-	committed = true
-	if rejects != nil {
-		if err := rejects.Close(); err != nil && !errors.Is(err, ErrExists) {
-			cancel()
-			out.Close()
-			return JobResult{Stats: st}, err
-		}
-	}
-	if err := out.Close(); err != nil {
+	if err := w.commit(); err != nil {
 		if errors.Is(err, ErrExists) {
 			return JobResult{Outcome: Duplicate, Stats: st}, nil
 		}
@@ -144,12 +111,95 @@ func (j *Job) Run(ctx context.Context) (JobResult, error) {
 	return JobResult{Outcome: Done, Stats: st}, nil
 }
 
-// storageFailure sorts an error from opening a writer.
-func (j *Job) storageFailure(ctx context.Context, err error) (JobResult, error) {
+// outputs are the writers of one run: the output and, in skip mode, the
+// rejects. Until committed they are aborted on the way out: their
+// context is cancelled, then they are closed, which leaves nothing.
+type outputs struct {
+	out, rejects io.WriteCloser
+	cancel       context.CancelFunc
+	done         bool
+}
+
+func openOutputs(ctx context.Context, s Store, outKey, rejectsKey string, opts WriteOptions) (*outputs, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	w := &outputs{cancel: cancel, done: true}
+	var err error
+	if w.out, err = s.NewWriter(wctx, outKey, opts); err != nil {
+		cancel()
+		return nil, err
+	}
+	if rejectsKey != "" {
+		if w.rejects, err = s.NewWriter(wctx, rejectsKey, opts); err != nil {
+			cancel()
+			w.out.Close()
+			return nil, err
+		}
+	}
+	w.done = false
+	return w, nil
+}
+
+// commit closes the rejects, then the output: an output without its
+// rejects would hide rows. Rejects already there (ErrExists) are those
+// of an earlier delivery. An output that exists already is ErrExists.
+func (w *outputs) commit() error {
+	w.done = true
+	defer w.cancel()
+	if w.rejects != nil {
+		if err := w.rejects.Close(); err != nil && !errors.Is(err, ErrExists) {
+			w.cancel()
+			w.out.Close()
+			return err
+		}
+	}
+	return w.out.Close()
+}
+
+func (w *outputs) abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.cancel()
+	w.out.Close()
+	if w.rejects != nil {
+		w.rejects.Close()
+	}
+}
+
+// sortFailure sorts the error that ended a transform: the loop guard, the
+// input's own fault (reported through fail), or a failure worth a retry.
+func sortFailure(ctx context.Context, st Stats, err error, fail func(context.Context, error) (JobResult, error)) (JobResult, error) {
+	var perr *ParseError
+	switch {
+	case errors.Is(err, ErrAlreadyProcessed):
+		return JobResult{Outcome: AlreadyProcessed, Stats: st}, nil
+	case errors.As(err, &perr):
+		res, ferr := fail(ctx, err)
+		res.Stats = st
+		return res, ferr
+	}
+	return JobResult{Stats: st}, err // storage or context: worth a retry
+}
+
+// storageFailure sorts an error from opening a writer: a key the store
+// refuses is for good, anything else worth a retry.
+func storageFailure(ctx context.Context, err error, fail func(context.Context, error) (JobResult, error)) (JobResult, error) {
 	if errors.Is(err, ErrInvalidKey) {
-		return j.Fail(ctx, err)
+		return fail(ctx, err)
 	}
 	return JobResult{}, err
+}
+
+// failureReport is the JSON document of a permanent failure.
+func failureReport(input string, cause error) []byte {
+	rep := JobReport{Input: input, Error: cause.Error()}
+	var perr *ParseError
+	if errors.As(cause, &perr) {
+		rep.Line, rep.Column, rep.Reason = perr.Line, perr.Column, perr.Reason()
+	}
+	body, _ := json.MarshalIndent(rep, "", "  ") // cannot fail: strings and numbers
+	return append(body, '\n')
 }
 
 // Fail records a permanent failure: it writes the report and returns the
@@ -163,26 +213,17 @@ func (j *Job) Fail(ctx context.Context, cause error) (JobResult, error) {
 	if j.ReportKey == "" {
 		return res, nil
 	}
-	rep := JobReport{Input: j.InputKey, Error: cause.Error()}
-	var perr *ParseError
-	if errors.As(cause, &perr) {
-		rep.Line, rep.Column, rep.Reason = perr.Line, perr.Column, perr.Reason()
-	}
-	body, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return res, err
-	}
-	if err := put(ctx, j.Output, j.ReportKey, append(body, '\n'), "application/json"); err != nil && !errors.Is(err, ErrExists) {
+	if err := put(ctx, j.Output, j.ReportKey, failureReport(j.InputKey, cause), WriteOptions{IfNotExists: true, ContentType: "application/json"}); err != nil && !errors.Is(err, ErrExists) {
 		return res, fmt.Errorf("writing the failure report: %w", err)
 	}
 	return res, nil
 }
 
-// put writes a small object create-only, leaving nothing on failure.
-func put(ctx context.Context, s Store, key string, body []byte, contentType string) error {
+// put writes a small object, leaving nothing on failure.
+func put(ctx context.Context, s Store, key string, body []byte, opts WriteOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := s.NewWriter(ctx, key, WriteOptions{IfNotExists: true, ContentType: contentType})
+	w, err := s.NewWriter(ctx, key, opts)
 	if err != nil {
 		return err
 	}

@@ -124,90 +124,43 @@ func (j *ShardJob) Run(ctx context.Context) (JobResult, error) {
 
 	// Parts are overwritten, not created: a task that died between its
 	// part and its manifest must be able to finish on a retry.
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	write := WriteOptions{ContentType: "text/csv"}
-	out, err := j.Output.NewWriter(wctx, PartKey(j.Prefix, i), write)
+	rejectsKey := ""
+	if j.Options.OnError == OnErrorSkip {
+		rejectsKey = RejectsKey(j.Prefix, i)
+	}
+	w, err := openOutputs(ctx, j.Output, PartKey(j.Prefix, i), rejectsKey, WriteOptions{ContentType: "text/csv"})
 	if err != nil {
-		return j.storageFailure(ctx, err)
+		return storageFailure(ctx, err, j.fail)
 	}
-	var rejects io.WriteCloser
-	committed := false
-	defer func() {
-		if !committed {
-			cancel()
-			out.Close()
-			if rejects != nil {
-				rejects.Close()
-			}
-		}
-	}()
+	defer w.abort()
 	o := j.Options
-	if o.OnError == OnErrorSkip {
-		if rejects, err = j.Output.NewWriter(wctx, RejectsKey(j.Prefix, i), write); err != nil {
-			return j.storageFailure(ctx, err)
-		}
-		o.Rejects = rejects
-	}
+	o.Rejects = w.rejects
 	ra := &objectReaderAt{ctx: ctx, store: j.Input, key: j.InputKey, pin: pin, size: info.Size}
 	defer ra.Close()
-	st, err := TransformShard(ctx, out, ra, info.Size, j.Shard, o)
+	st, err := TransformShard(ctx, w.out, ra, info.Size, j.Shard, o)
 	if err != nil {
-		var perr *ParseError
-		switch {
-		case errors.Is(err, ErrAlreadyProcessed):
-			return JobResult{Outcome: AlreadyProcessed, Stats: st.Stats}, nil
-		case errors.As(err, &perr):
-			res, ferr := j.fail(ctx, err)
-			res.Stats = st.Stats
-			return res, ferr
-		case errors.Is(err, ErrNotFound):
-			// The input was replaced while being read.
-			return JobResult{Stats: st.Stats}, err
-		}
-		return JobResult{Stats: st.Stats}, err
+		return sortFailure(ctx, st.Stats, err, j.fail)
 	}
-	committed = true
-	if rejects != nil {
-		if err := rejects.Close(); err != nil {
-			cancel()
-			out.Close()
-			return JobResult{Stats: st.Stats}, err
-		}
-	}
-	if err := out.Close(); err != nil {
+	if err := w.commit(); err != nil {
 		return JobResult{Stats: st.Stats}, err
 	}
 	m := want
 	m.Start, m.End, m.Part, m.Bytes, m.Header = st.Start, st.End, PartKey(j.Prefix, i), st.BytesOut, st.Header
 	m.Rows, m.Rejected = st.RowsOut, st.RowsRejected
-	if rejects != nil {
-		m.Rejects = RejectsKey(j.Prefix, i)
+	if rejectsKey != "" {
+		m.Rejects = rejectsKey
 	}
 	body, _ := json.MarshalIndent(m, "", "  ")
-	if err := overwrite(ctx, j.Output, ManifestKey(j.Prefix, i), append(body, '\n'), "application/json"); err != nil {
+	if err := put(ctx, j.Output, ManifestKey(j.Prefix, i), append(body, '\n'), WriteOptions{ContentType: "application/json"}); err != nil {
 		return JobResult{Stats: st.Stats}, err
 	}
 	return JobResult{Outcome: Done, Stats: st.Stats}, nil
 }
 
-func (j *ShardJob) storageFailure(ctx context.Context, err error) (JobResult, error) {
-	if errors.Is(err, ErrInvalidKey) {
-		return j.fail(ctx, err)
-	}
-	return JobResult{}, err
-}
-
 // fail writes the part's failure report, replacing an earlier one.
 func (j *ShardJob) fail(ctx context.Context, cause error) (JobResult, error) {
 	res := JobResult{Outcome: Failed, Err: cause}
-	rep := JobReport{Input: j.InputKey, Error: cause.Error()}
-	var perr *ParseError
-	if errors.As(cause, &perr) {
-		rep.Line, rep.Column, rep.Reason = perr.Line, perr.Column, perr.Reason()
-	}
-	body, _ := json.MarshalIndent(rep, "", "  ")
-	if err := overwrite(ctx, j.Output, ReportKey(j.Prefix, j.Shard.Index), append(body, '\n'), "application/json"); err != nil {
+	if err := put(ctx, j.Output, ReportKey(j.Prefix, j.Shard.Index), failureReport(j.InputKey, cause), WriteOptions{ContentType: "application/json"}); err != nil {
 		return res, fmt.Errorf("writing the failure report: %w", err)
 	}
 	return res, nil
@@ -236,22 +189,6 @@ func ReadManifest(ctx context.Context, s Store, key string) (*Manifest, error) {
 		return nil, fmt.Errorf("manifest %s: %w", key, err)
 	}
 	return &m, nil
-}
-
-// overwrite writes a small object, replacing any, leaving nothing on failure.
-func overwrite(ctx context.Context, s Store, key string, body []byte, contentType string) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w, err := s.NewWriter(ctx, key, WriteOptions{ContentType: contentType})
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(body); err != nil {
-		cancel()
-		w.Close()
-		return err
-	}
-	return w.Close()
 }
 
 // objectReaderAt reads an object of a Store at any offset. Reads at
