@@ -191,8 +191,9 @@ func ReadManifest(ctx context.Context, s Store, key string) (*Manifest, error) {
 	return &m, nil
 }
 
-// objectReaderAt reads an object of a Store at any offset. Reads at
-// increasing offsets, as a shard makes, share one streaming request.
+// objectReaderAt reads an object of a Store at any offset, safely from
+// several goroutines. Each run of reads at increasing offsets, as a shard
+// makes, shares one streaming request; reads elsewhere open their own.
 type objectReaderAt struct {
 	ctx   context.Context
 	store Store
@@ -200,11 +201,16 @@ type objectReaderAt struct {
 	pin   ReadOptions
 	size  int64
 
-	mu     sync.Mutex
+	mu   sync.Mutex
+	idle []*stream // streams between reads, the most recent last
+}
+
+// A stream is one ranged request, read in sequence.
+type stream struct {
 	rc     io.ReadCloser
 	pos    int64 // where rc is
 	end    int64 // where rc ends
-	window int64 // the length of the next request
+	window int64 // the length of rc's request
 }
 
 // Requests read windows that start small, for the reads of a header or a
@@ -212,25 +218,25 @@ type objectReaderAt struct {
 const (
 	minWindow = 1 << 20
 	maxWindow = 64 << 20
+	maxIdle   = 4 // streams kept open between reads
 )
 
 func (o *objectReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	s := o.take(off)
 	total := 0
 	for len(p) > 0 {
 		if off >= o.size {
+			o.give(s)
 			return total, io.EOF
 		}
-		if o.rc == nil || off != o.pos || off >= o.end {
-			if o.rc != nil && off == o.pos {
-				o.window = min(2*o.window, maxWindow)
-			} else {
-				o.window = minWindow
+		if s.rc == nil || off >= s.end {
+			next := int64(minWindow)
+			if s.rc != nil {
+				next = min(2*s.window, maxWindow) // going on in sequence
 			}
-			o.close()
+			s.close()
 			ro := o.pin
-			ro.Offset, ro.Length = off, min(max(o.window, int64(len(p))), o.size-off)
+			ro.Offset, ro.Length = off, min(max(next, int64(len(p))), o.size-off)
 			rc, info, err := o.store.NewReader(o.ctx, o.key, ro)
 			if err != nil {
 				return total, err
@@ -239,33 +245,65 @@ func (o *objectReaderAt) ReadAt(p []byte, off int64) (int, error) {
 				rc.Close()
 				return total, fmt.Errorf("compute: %s changed size while being read (%d, then %d bytes): %w", o.key, o.size, info.Size, ErrNotFound)
 			}
-			o.rc, o.pos, o.end = rc, off, off+ro.Length
+			s.rc, s.pos, s.end, s.window = rc, off, off+ro.Length, next
 		}
-		n := int(min(int64(len(p)), o.end-off))
-		m, err := io.ReadFull(o.rc, p[:n])
-		o.pos, off, total, p = o.pos+int64(m), off+int64(m), total+m, p[m:]
+		n := int(min(int64(len(p)), s.end-off))
+		m, err := io.ReadFull(s.rc, p[:n])
+		s.pos, off, total, p = s.pos+int64(m), off+int64(m), total+m, p[m:]
 		if err != nil {
-			o.close()
+			s.close()
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return total, err
 		}
 	}
+	o.give(s)
 	return total, nil
 }
 
-func (o *objectReaderAt) close() {
-	if o.rc != nil {
-		o.rc.Close()
-		o.rc = nil
+// take returns the idle stream at off, or a new one.
+func (o *objectReaderAt) take(off int64) *stream {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i := len(o.idle) - 1; i >= 0; i-- {
+		if s := o.idle[i]; s.pos == off {
+			o.idle = append(o.idle[:i], o.idle[i+1:]...)
+			return s
+		}
+	}
+	return &stream{}
+}
+
+// give puts a stream back for the next read, closing the oldest when
+// too many are idle.
+func (o *objectReaderAt) give(s *stream) {
+	if s.rc == nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.idle = append(o.idle, s)
+	if len(o.idle) > maxIdle {
+		o.idle[0].close()
+		o.idle = o.idle[1:]
+	}
+}
+
+func (s *stream) close() {
+	if s.rc != nil {
+		s.rc.Close()
+		s.rc = nil
 	}
 }
 
 func (o *objectReaderAt) Close() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.close()
+	for _, s := range o.idle {
+		s.close()
+	}
+	o.idle = nil
 	return nil
 }
 

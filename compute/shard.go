@@ -203,14 +203,13 @@ func (p *prefix) read(ctx context.Context) error {
 	}
 	p.done, p.lastStart = true, -1
 	pos := int64(0)
-	p.err = scanRange(ctx, p.r, 0, p.at, func(b []byte) bool {
+	p.err = scanRangeParallel(ctx, p.r, 0, p.at, func(b []byte) {
 		last, odd := scanBoundary(b, 0, p.oddAt, -1)
 		if last >= 0 {
 			p.lastStart, p.linesLast = pos+int64(last)+1, p.linesAt+int64(bytes.Count(b[:last+1], nl))
 		}
 		p.linesAt += int64(bytes.Count(b, nl))
 		p.oddAt, pos = odd, pos+int64(len(b))
-		return true
 	})
 	p.linesAtEnd = p.linesAt
 	if p.err == nil {
@@ -270,6 +269,73 @@ func scanRange(ctx context.Context, r io.ReaderAt, from, to int64, f func([]byte
 		from += int64(n)
 		if !f(buf[:n]) {
 			return nil
+		}
+	}
+	return nil
+}
+
+// Long scans read ahead in scanBlock blocks, scanReaders at once: a
+// shard's line number in a large object is one pass over everything
+// before it, and one ranged request at a time would be slow.
+var (
+	scanBlock   = 8 << 20
+	scanReaders = 4
+)
+
+// scanRangeParallel passes the bytes [from, to) of r to f in order, in
+// blocks read concurrently. r must allow concurrent ReadAt calls, as
+// io.ReaderAt's contract says. Memory is bounded by scanReaders blocks.
+func scanRangeParallel(ctx context.Context, r io.ReaderAt, from, to int64, f func([]byte)) error {
+	block := int64(scanBlock)
+	if to-from <= 2*block {
+		return scanRange(ctx, r, from, to, func(b []byte) bool { f(b); return true })
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		buf []byte
+		err error
+	}
+	n := int((to - from + block - 1) / block)
+	results := make([]chan result, n)
+	for k := range results {
+		results[k] = make(chan result, 1)
+	}
+	free := make(chan []byte, scanReaders) // buffers, and the right to read
+	for range scanReaders {
+		free <- make([]byte, block)
+	}
+	go func() {
+		for k := range n {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-ctx.Done():
+				return
+			}
+			go func() {
+				off := from + int64(k)*block
+				buf = buf[:min(block, to-off)]
+				m, err := r.ReadAt(buf, off)
+				if m == len(buf) {
+					err = nil
+				} else if err == nil || err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				results[k] <- result{buf, err}
+			}()
+		}
+	}()
+	for k := range n {
+		select {
+		case res := <-results[k]:
+			if res.err != nil {
+				return res.err
+			}
+			f(res.buf)
+			free <- res.buf[:cap(res.buf)]
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 	return nil
@@ -371,9 +437,8 @@ func exactBoundary(ctx context.Context, r io.ReaderAt, size, off int64) (int64, 
 		return min(max(off, 0), size), nil
 	}
 	odd := false
-	if err := scanRange(ctx, r, 0, off-1, func(b []byte) bool {
+	if err := scanRangeParallel(ctx, r, 0, off-1, func(b []byte) {
 		odd = odd != (bytes.Count(b, quote)%2 == 1)
-		return true
 	}); err != nil {
 		return 0, err
 	}

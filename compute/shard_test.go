@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -88,6 +89,7 @@ func runShards(in []byte, n int, o Options) []shardRun {
 // are the single run's output byte for byte, the rejects likewise, the
 // counts add up and the byte ranges tile the input.
 func TestShardsConcatenate(t *testing.T) {
+	smallScanBlocks(t)
 	trials := 30
 	if testing.Short() {
 		trials = 10
@@ -161,6 +163,7 @@ func firstDiff(a, b []byte) int {
 // error the shards report is the single run's, line and column, and that
 // a shard fails whenever the single run does.
 func TestShardsReportTheFirstError(t *testing.T) {
+	smallScanBlocks(t)
 	breaks := []func(r *rand.Rand, in []byte) []byte{
 		func(r *rand.Rand, in []byte) []byte { // a bad value
 			i := bytes.LastIndex(in[:r.IntN(len(in))], []byte(",")) + 1
@@ -400,4 +403,62 @@ func FuzzShards(f *testing.F) {
 			t.Fatalf("%d shards: first error %v, want %v", shards, first, werr)
 		}
 	})
+}
+
+// smallScanBlocks makes long scans read in small blocks, so that the
+// tests' inputs take the concurrent path.
+func smallScanBlocks(t *testing.T) {
+	old := scanBlock
+	scanBlock = 1000
+	t.Cleanup(func() { scanBlock = old })
+}
+
+// memStore is a Store over one object in memory that counts the
+// requests made of it, for the logic of objectReaderAt.
+type memStore struct {
+	data  []byte
+	mu    sync.Mutex
+	opens int
+}
+
+func (m *memStore) NewReader(_ context.Context, _ string, o ReadOptions) (io.ReadCloser, ObjectInfo, error) {
+	m.mu.Lock()
+	m.opens++
+	m.mu.Unlock()
+	end := int64(len(m.data))
+	if o.Length > 0 {
+		end = min(end, o.Offset+o.Length)
+	}
+	return io.NopCloser(bytes.NewReader(m.data[o.Offset:end])), ObjectInfo{Size: int64(len(m.data))}, nil
+}
+
+func (m *memStore) NewWriter(context.Context, string, WriteOptions) (io.WriteCloser, error) {
+	return nil, errors.New("read only")
+}
+
+// TestObjectReaderAt reads an object in sequence, which takes a request
+// per doubling window, and from concurrent goroutines at once.
+func TestObjectReaderAt(t *testing.T) {
+	data := make([]byte, 100<<20+17)
+	rng := rand.New(rand.NewPCG(1, 1))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	m := &memStore{data: data}
+	ra := &objectReaderAt{ctx: context.Background(), store: m, key: "k", size: int64(len(data))}
+	var got bytes.Buffer
+	if _, err := io.Copy(&got, io.NewSectionReader(ra, 0, ra.size)); err != nil || !bytes.Equal(got.Bytes(), data) {
+		t.Fatalf("sequential read: %v", err)
+	}
+	if m.opens != 7 { // 1, 2, 4, ..., 32 MiB, then 64 MiB for the rest
+		t.Errorf("%d requests for a sequential read, want 7", m.opens)
+	}
+	smallScanBlocks(t)
+	scanBlock = 3 << 20
+	got.Reset()
+	err := scanRangeParallel(context.Background(), ra, 5, ra.size, func(b []byte) { got.Write(b) })
+	if err != nil || !bytes.Equal(got.Bytes(), data[5:]) {
+		t.Fatalf("concurrent read: %v", err)
+	}
+	ra.Close()
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -177,12 +178,15 @@ func TestShardedJob(t *testing.T) {
 	})
 
 	t.Run("BadData", func(t *testing.T) {
-		bad := bytes.Replace(in, []byte("\n7777,"), []byte("\n7777,x"), 1)
+		// A bad mass four fifths in: the task that meets it is not the
+		// first, so it numbers the line by reading all that comes before.
+		row := regexp.MustCompile(`\n\d+,`).Find(in[len(in)*4/5:])
+		bad := bytes.Replace(in, row, append(row, 'x'), 1)
 		c.put(t, "gs://in/bad.csv", bad)
 		res := startTasks(t, 4, func(i int) []string {
 			return c.env(fmt.Sprintf("CLOUD_RUN_TASK_INDEX=%d", i), "CLOUD_RUN_TASK_COUNT=4")
 		}, "job", "--input", "gs://in/bad.csv", "--output", "gs://out/bad/")
-		line := int64(bytes.Count(bad[:bytes.Index(bad, []byte("\n7777,x"))+1], []byte("\n")) + 1)
+		line := int64(bytes.Count(bad[:bytes.Index(bad, append(row, 'x'))+1], []byte("\n")) + 1)
 		failed := 0
 		for i, r := range res {
 			if r.code == exitData {
@@ -194,8 +198,8 @@ func TestShardedJob(t *testing.T) {
 				t.Errorf("task %d: %+v", i, r)
 			}
 		}
-		if failed != 1 {
-			t.Fatalf("%d tasks failed, want 1", failed)
+		if failed != 1 || res[3].code != exitData {
+			t.Fatalf("%d tasks failed, want 1, the last", failed)
 		}
 		r := momentumEnv(t, c.env(), nil, "merge", "gs://out/bad/")
 		if r.code != exitFailure || !strings.Contains(r.stderr, fmt.Sprintf("line %d, column mass", line)) {
