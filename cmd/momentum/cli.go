@@ -49,6 +49,12 @@ const usageFooter = `
 Exit status: 0 success, 2 usage error, 65 invalid input data, 1 any other
 failure. When writing to standard output, rows before an error may already
 have been written: the exit status is what counts.
+
+Other modes, each with its own --help:
+  momentum job --input LOC --output LOC [--shard I/N]  one batch job, or one shard of it
+  momentum merge [--into OBJECT] FOLDER/                check, and join, a sharded job's parts
+  momentum serve                                        the Cloud Run service
+  momentum package lambda --image IMAGE -o ZIP          an image's binary, zipped for AWS Lambda
 `
 
 // usageError is a mistake in the command line or environment.

@@ -848,3 +848,22 @@ func checkDirOnly(t *testing.T, dir string, names ...string) {
 		t.Errorf("directory %s holds %q, want %q", dir, got, names)
 	}
 }
+
+// TestHelpNamesEveryMode checks that the CLI's help names each other
+// mode, and that each of them answers --help.
+func TestHelpNamesEveryMode(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"--help"}, func(string) string { return "" }, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("--help: %d", code)
+	}
+	for _, mode := range [][]string{{"job"}, {"merge"}, {"serve"}, {"package", "lambda"}} {
+		if !strings.Contains(out.String(), "momentum "+strings.Join(mode, " ")) {
+			t.Errorf("--help does not name %q", mode)
+		}
+		var mout, merr bytes.Buffer
+		code := run(context.Background(), append(mode, "--help"), func(string) string { return "" }, strings.NewReader(""), &mout, &merr)
+		if code != 0 || !strings.Contains(mout.String()+merr.String(), "Usage: momentum "+mode[0]) {
+			t.Errorf("%q --help: code %d, %q %q", mode, code, mout.String(), merr.String())
+		}
+	}
+}
