@@ -112,6 +112,23 @@ func runCmd(t *testing.T, cmd *exec.Cmd, env []string, stdin io.Reader) result {
 	return result{cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()}
 }
 
+// waitReady polls ready until it returns nil, for at most 10 s, and then
+// fails the test with what the process wrote to output.
+func waitReady(t *testing.T, what string, ready func() error, output fmt.Stringer) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := ready()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10 s for %s: %v\n%s", what, err, output)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // testdata returns the path of a file in testdata/, which must exist.
 func testdata(t *testing.T, name string) string {
 	t.Helper()

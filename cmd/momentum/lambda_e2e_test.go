@@ -310,18 +310,13 @@ func startBootstrap(t *testing.T, s *lambdaS3, bootstrap string, env ...string) 
 			t.Logf("emulator output:\n%s", f.output)
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitReady(t, "the emulator listening on "+addr, func() error {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the emulator did not listen on %s: %v\n%s", addr, err, f.output)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	}, f.output)
 	return f
 }
 

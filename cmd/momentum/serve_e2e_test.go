@@ -169,20 +169,18 @@ func startServer(t *testing.T, g *gcsFake, binary string, env ...string) *servic
 			t.Logf("service log:\n%s", s.stderr)
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitReady(t, "the service healthy", func() error {
 		resp, err := http.Get(s.url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the service did not become healthy: %v\n%s", err, s.stderr)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/healthz: %s", resp.Status)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	}, s.stderr)
+	return s
 }
 
 // event POSTs a finalized CloudEvent in binary content mode and returns
