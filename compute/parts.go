@@ -275,8 +275,8 @@ func (o *objectReaderAt) take(off int64) *stream {
 	return &stream{}
 }
 
-// give puts a stream back for the next read, closing the oldest when
-// too many are idle.
+// give puts a stream back for the next read. When too many are idle it
+// closes one: the oldest that has nothing left to read, else the oldest.
 func (o *objectReaderAt) give(s *stream) {
 	if s.rc == nil {
 		return
@@ -285,8 +285,15 @@ func (o *objectReaderAt) give(s *stream) {
 	defer o.mu.Unlock()
 	o.idle = append(o.idle, s)
 	if len(o.idle) > maxIdle {
-		o.idle[0].close()
-		o.idle = o.idle[1:]
+		drop := 0
+		for i, s := range o.idle {
+			if s.pos >= s.end {
+				drop = i
+				break
+			}
+		}
+		o.idle[drop].close()
+		o.idle = append(o.idle[:drop], o.idle[drop+1:]...)
 	}
 }
 
