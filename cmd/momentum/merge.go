@@ -19,7 +19,8 @@ with the same settings, tiling the input, each of the size its manifest
 gives. With --into, it then joins them, in order, into one object of the
 same bucket or file system: Cloud Storage compose, S3 multipart copy, or a
 local copy, so the data never comes through this machine from the cloud.
-The joined object is the output a single run would have written.
+The joined object is the output a single run would have written; in skip
+mode the parts' rejects are joined too, beside it (OBJECT.rejects.csv).
 
 Exit status: 0 complete, 1 parts missing or inconsistent (the message
 says which), 2 bad usage.
@@ -86,6 +87,22 @@ func runMerge(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if *into != "" {
 		fmt.Fprintf(stdout, "joined into %s\n", *into)
+		// In skip mode every part has its rejects (the header in part 0's):
+		// joined, they are the single run's rejects file.
+		var rejects []string
+		for _, m := range res.Manifests {
+			if m.Rejects != "" {
+				rejects = append(rejects, m.Rejects)
+			}
+		}
+		if len(rejects) == len(res.Manifests) {
+			to := rejectsPath(*into)
+			_, key, _ := stores.locate(ctx, to)
+			if err := store.(compute.Composer).Compose(ctx, key, rejects, compute.WriteOptions{ContentType: "text/csv"}); err != nil {
+				return mergeFailed(stderr, err)
+			}
+			fmt.Fprintf(stdout, "rejects joined into %s\n", to)
+		}
 	}
 	return exitOK
 }

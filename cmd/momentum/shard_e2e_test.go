@@ -283,4 +283,37 @@ func TestShardedJobLocal(t *testing.T) {
 	if r := momentumEnv(t, nil, nil, "merge", "--help"); r.code != 0 || !strings.Contains(r.stdout, "Usage: momentum merge") {
 		t.Errorf("--help: %+v", r)
 	}
+
+	// Skip mode: the rejects of the parts, joined, are the single run's.
+	mixed := filepath.Join(dir, "mixed.csv")
+	data := shardInput(1 << 20)
+	for i, row := range regexp.MustCompile(`\n\d+,`).FindAll(data, -1) {
+		if i%700 == 100 { // a bad mass now and then
+			data = bytes.Replace(data, row, append(append([]byte{}, row...), 'x'), 1)
+		}
+	}
+	if err := os.WriteFile(mixed, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantRejects := filepath.Join(dir, "single.rejects.csv")
+	single := momentum(t, nil, "--on-error", "skip", "--rejects", wantRejects, mixed)
+	if single.code != 0 || !strings.Contains(string(readFile(t, wantRejects)), "not a decimal number") {
+		t.Fatalf("single run: %+v", single)
+	}
+	skipParts := filepath.Join(dir, "skip") + "/"
+	for i := range 3 {
+		if r := momentumEnv(t, nil, nil, "job", "--on-error", "skip", "--input", mixed, "--output", skipParts, "--shard", fmt.Sprintf("%d/3", i)); r.code != 0 {
+			t.Fatalf("task %d: %+v", i, r)
+		}
+	}
+	joined := filepath.Join(dir, "mixed.momentum.csv")
+	if r := momentumEnv(t, nil, nil, "merge", "--into", joined, skipParts); r.code != 0 || !strings.Contains(r.stdout, "rejects joined into") {
+		t.Fatalf("merge: %+v", r)
+	}
+	if string(readFile(t, joined)) != single.stdout {
+		t.Error("joined output differs from the single run's")
+	}
+	if got, want := readFile(t, filepath.Join(dir, "mixed.momentum.rejects.csv")), readFile(t, wantRejects); !bytes.Equal(got, want) {
+		t.Errorf("joined rejects differ from the single run's:\n%s\nwant:\n%s", got, want)
+	}
 }
