@@ -100,7 +100,9 @@ func (j *ShardJob) Run(ctx context.Context) (JobResult, error) {
 	}
 	r.Close()
 	if info.Size < 0 {
-		return JobResult{}, fmt.Errorf("compute: %s: the store does not tell the object's size", j.InputKey)
+		// Such as a compressed object served decompressed: byte ranges
+		// of it mean nothing. That does not change on a retry.
+		return j.fail(ctx, fmt.Errorf("%s cannot be split into shards: its store gives no size (is it served decompressed?); run it as one task", j.InputKey))
 	}
 	pin := ReadOptions{Version: info.Version}
 	if pin.Version == "" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -224,4 +225,27 @@ func putJSON(t *testing.T, s compute.Store, key string, v any) {
 		t.Fatal(err)
 	}
 	storetest.Put(t, s, key, b)
+}
+
+// sizeless is a store whose reads give no object size, as a compressed
+// object served decompressed does.
+type sizeless struct{ compute.Store }
+
+func (s sizeless) NewReader(ctx context.Context, key string, o compute.ReadOptions) (io.ReadCloser, compute.ObjectInfo, error) {
+	r, info, err := s.Store.NewReader(ctx, key, o)
+	info.Size = -1
+	return r, info, err
+}
+
+func TestShardJobNeedsASize(t *testing.T) {
+	in, _ := particles(t)
+	s, _ := shardStore(t, in)
+	j := &compute.ShardJob{Input: sizeless{s}, InputKey: "in/a.csv", Output: s, Prefix: "out/", Shard: compute.Shard{Index: 1, Count: 2}}
+	res, err := j.Run(context.Background())
+	if err != nil || res.Outcome != compute.Failed || !strings.Contains(res.Err.Error(), "cannot be split into shards") {
+		t.Fatalf("%+v, %v: want a failure for good", res, err)
+	}
+	if rep, ok := read(t, s, compute.ReportKey("out/", 1)); !ok || !strings.Contains(rep, "run it as one task") {
+		t.Errorf("report %q", rep)
+	}
 }
