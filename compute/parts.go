@@ -141,6 +141,13 @@ func (j *ShardJob) Run(ctx context.Context) (JobResult, error) {
 	defer ra.Close()
 	st, err := TransformShard(ctx, w.out, ra, info.Size, j.Shard, o)
 	if err != nil {
+		if errors.Is(err, ErrAlreadyProcessed) {
+			// A job pointed at an output writes no part: the report tells
+			// merge, and whoever reads it, why.
+			if _, ferr := j.fail(ctx, err); ferr != nil {
+				return JobResult{Stats: st.Stats}, ferr
+			}
+		}
 		return sortFailure(ctx, st.Stats, err, j.fail)
 	}
 	if err := w.commit(); err != nil {

@@ -249,3 +249,19 @@ func TestShardJobNeedsASize(t *testing.T) {
 		t.Errorf("report %q", rep)
 	}
 }
+
+// TestShardJobAlreadyProcessed is a job pointed at an output: no task
+// writes a part, and merge says why.
+func TestShardJobAlreadyProcessed(t *testing.T) {
+	_, golden := particles(t)
+	s, _ := shardStore(t, golden)
+	for i, r := range runShardJobs(t, s, 3, compute.Options{}) {
+		if r.Outcome != compute.AlreadyProcessed {
+			t.Errorf("shard %d: %v", i, r.Outcome)
+		}
+	}
+	_, err := compute.Merge(context.Background(), s, "out/", "all.csv")
+	if err == nil || !strings.Contains(err.Error(), "part 0 is missing (failed: ") || !strings.Contains(err.Error(), "already has a momentum column") {
+		t.Fatalf("merge: %v", err)
+	}
+}
