@@ -18,6 +18,47 @@ const (
 	HeaderAbsent
 )
 
+// ParseHeaderMode reads a header mode as flags and query parameters
+// spell it: auto; yes, true or present; no, false or absent.
+func ParseHeaderMode(s string) (HeaderMode, error) {
+	switch s {
+	case "auto":
+		return HeaderAuto, nil
+	case "yes", "true", "present":
+		return HeaderPresent, nil
+	case "no", "false", "absent":
+		return HeaderAbsent, nil
+	}
+	return HeaderAuto, errors.New("want auto, yes or no")
+}
+
+func (m HeaderMode) String() string {
+	switch m {
+	case HeaderPresent:
+		return "yes"
+	case HeaderAbsent:
+		return "no"
+	}
+	return "auto"
+}
+
+// ParseDelimiter reads a field delimiter: one byte, or "tab" (also
+// written \t); never a quote or a line break.
+func ParseDelimiter(s string) (byte, error) {
+	switch s {
+	case "tab", `\t`, "\t":
+		return '\t', nil
+	}
+	if len(s) != 1 {
+		return 0, errors.New("want one byte, such as ';' or tab")
+	}
+	switch s[0] {
+	case '"', '\r', '\n':
+		return 0, errors.New("cannot be a quote or a line break")
+	}
+	return s[0], nil
+}
+
 // ErrorMode says what a bad row does to the run.
 type ErrorMode int
 
@@ -28,6 +69,13 @@ const (
 	// Structural errors still end the run.
 	OnErrorSkip
 )
+
+func (m ErrorMode) String() string {
+	if m == OnErrorSkip {
+		return "skip"
+	}
+	return "fail"
+}
 
 // Defaults.
 const (

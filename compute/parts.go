@@ -68,13 +68,11 @@ type Manifest struct {
 func (o Options) settings() string {
 	o, _ = o.withDefaults()
 	var b strings.Builder
-	header := [...]string{HeaderAuto: "auto", HeaderPresent: "yes", HeaderAbsent: "no"}[o.Header]
-	fmt.Fprintf(&b, "mass=%q velocity=%q momentum=%q header=%s delimiter=%q", o.MassColumn, o.VelocityColumn, o.MomentumColumn, header, o.Delimiter)
+	fmt.Fprintf(&b, "mass=%q velocity=%q momentum=%q header=%v delimiter=%q", o.MassColumn, o.VelocityColumn, o.MomentumColumn, o.Header, o.Delimiter)
 	if o.FixedDecimals {
 		fmt.Fprintf(&b, " decimals=%d", o.Decimals)
 	}
-	onError := [...]string{OnErrorFail: "fail", OnErrorSkip: "skip"}[o.OnError]
-	fmt.Fprintf(&b, " on-error=%s max-record=%d", onError, o.MaxRecordBytes)
+	fmt.Fprintf(&b, " on-error=%v max-record=%d", o.OnError, o.MaxRecordBytes)
 	return b.String()
 }
 

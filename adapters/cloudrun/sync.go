@@ -214,27 +214,18 @@ func (s *Service) syncOptions(r *http.Request) (compute.Options, error) {
 		}
 	}
 	if q.Has("delimiter") {
-		v := q.Get("delimiter")
-		switch v {
-		case "tab", `\t`:
-			v = "\t"
+		d, err := compute.ParseDelimiter(q.Get("delimiter"))
+		if err != nil {
+			return o, fmt.Errorf("delimiter=%q: %v", q.Get("delimiter"), err)
 		}
-		if len(v) != 1 || v == `"` || v == "\r" || v == "\n" {
-			return o, fmt.Errorf("delimiter=%q: want one byte such as ';', or tab; not a quote or a line break", v)
-		}
-		o.Delimiter = v[0]
+		o.Delimiter = d
 	}
 	if q.Has("header") {
-		switch v := q.Get("header"); v {
-		case "auto":
-			o.Header = compute.HeaderAuto
-		case "yes", "true", "present":
-			o.Header = compute.HeaderPresent
-		case "no", "false", "absent":
-			o.Header = compute.HeaderAbsent
-		default:
-			return o, fmt.Errorf("header=%q: want auto, yes or no", v)
+		h, err := compute.ParseHeaderMode(q.Get("header"))
+		if err != nil {
+			return o, fmt.Errorf("header=%q: %v", q.Get("header"), err)
 		}
+		o.Header = h
 	}
 	if q.Has("on_error") {
 		switch v := q.Get("on_error"); v {

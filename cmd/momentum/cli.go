@@ -189,21 +189,6 @@ func rejectsPath(output string) string {
 	return strings.TrimSuffix(output, ext) + ".rejects" + ext
 }
 
-func parseDelimiter(s string) (byte, error) {
-	switch s {
-	case "tab", `\t`, "\t":
-		return '\t', nil
-	}
-	if len(s) != 1 {
-		return 0, errors.New("want one byte, such as ';' or tab")
-	}
-	switch s[0] {
-	case '"', '\r', '\n':
-		return 0, errors.New("cannot be a quote or a line break")
-	}
-	return s[0], nil
-}
-
 // parseSize reads a byte count with an optional binary suffix (KiB, MiB,
 // GiB; K, M, G mean the same).
 func parseSize(s string) (int, error) {

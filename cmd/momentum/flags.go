@@ -73,21 +73,13 @@ func (k *kernelFlags) options(source map[string]string) (compute.Options, error)
 	bad := func(flagName, format string, a ...any) error {
 		return &usageError{source[flagName] + " " + fmt.Sprintf(format, a...)}
 	}
-	switch k.header {
-	case "auto":
-		o.Header = compute.HeaderAuto
-	case "yes", "true", "present":
-		o.Header = compute.HeaderPresent
-	case "no", "false", "absent":
-		o.Header = compute.HeaderAbsent
-	default:
-		return o, bad("header", "%q: want auto, yes or no", k.header)
+	var err error
+	if o.Header, err = compute.ParseHeaderMode(k.header); err != nil {
+		return o, bad("header", "%q: %v", k.header, err)
 	}
-	d, err := parseDelimiter(k.delimiter)
-	if err != nil {
+	if o.Delimiter, err = compute.ParseDelimiter(k.delimiter); err != nil {
 		return o, bad("delimiter", "%q: %v", k.delimiter, err)
 	}
-	o.Delimiter = d
 	switch {
 	case k.decimals == -1:
 	case k.decimals >= 0 && k.decimals <= 100:
