@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 )
 
 // A Job moves one object through the kernel, as the event-driven front
@@ -50,6 +51,28 @@ type JobResult struct {
 	Outcome Outcome
 	Stats   Stats
 	Err     error // why a Failed job failed
+}
+
+// Describe is how an event front end logs a finished job: the level,
+// the message and the attributes, which name the failure report or the
+// rejects, given as the front end's own URLs, where they apply.
+func (r JobResult) Describe(reportURL, rejectsURL string) (slog.Level, string, []any) {
+	attrs := []any{"outcome", string(r.Outcome), "rows", r.Stats.RowsOut, "rejected", r.Stats.RowsRejected,
+		"bytesIn", r.Stats.BytesIn, "bytesOut", r.Stats.BytesOut}
+	switch r.Outcome {
+	case Failed:
+		var perr *ParseError
+		if errors.As(r.Err, &perr) {
+			attrs = append(attrs, "line", perr.Line, "column", perr.Column, "reason", perr.Reason())
+		}
+		return slog.LevelError, "the object cannot be processed", append(attrs, "report", reportURL, "error", r.Err.Error())
+	case AlreadyProcessed:
+		return slog.LevelInfo, "the object has a momentum column already: nothing written", attrs
+	}
+	if r.Stats.RowsRejected > 0 {
+		attrs = append(attrs, "rejects", rejectsURL)
+	}
+	return slog.LevelInfo, "processed", attrs
 }
 
 // JobReport is the JSON document written to ReportKey when a job fails

@@ -408,26 +408,16 @@ func (s *Service) event(w http.ResponseWriter, r *http.Request, slots chan struc
 	}
 	res.Outcome = string(jr.Outcome)
 	res.DurationMS = time.Since(start).Milliseconds()
-	attrs := []any{"output", res.Output, "outcome", res.Outcome, "rows", res.Rows, "rejected", res.Rejected,
-		"bytesIn", res.BytesIn, "bytesOut", res.BytesOut, "durationMs", res.DurationMS}
-	switch jr.Outcome {
-	case compute.Failed:
+	if jr.Outcome == compute.Failed {
 		res.Error = jr.Err.Error()
 		var perr *compute.ParseError
 		if errors.As(jr.Err, &perr) {
 			res.Line, res.Column = perr.Line, perr.Column
-			attrs = append(attrs, "line", perr.Line, "column", perr.Column, "reason", perr.Reason())
 		}
-		attrs = append(attrs, "report", "gs://"+s.Route.To.Bucket+"/"+targets.Report, "error", res.Error)
-		log.Error("the object cannot be processed", attrs...)
-	case compute.AlreadyProcessed:
-		log.Info("the object has a momentum column already: nothing written", attrs...)
-	default:
-		if res.Rejected > 0 {
-			attrs = append(attrs, "rejects", "gs://"+s.Route.To.Bucket+"/"+targets.Rejects)
-		}
-		log.Info("processed", attrs...)
 	}
+	dir := "gs://" + s.Route.To.Bucket + "/"
+	level, msg, attrs := jr.Describe(dir+targets.Report, dir+targets.Rejects)
+	log.Log(ctx, level, msg, append(attrs, "output", res.Output, "durationMs", res.DurationMS)...)
 	writeJSON(w, http.StatusOK, res)
 }
 
