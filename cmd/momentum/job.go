@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path"
 	"strings"
 	"time"
 
@@ -32,7 +31,7 @@ func parseJobConfig(args []string, getenv func(string) string, stdout io.Writer)
 	c := &jobConfig{}
 	fs.StringVar(&c.input, "input", "", "the object to process: s3://BUCKET/KEY, gs://BUCKET/OBJECT or a path (required)")
 	fs.StringVar(&c.output, "output", "", "where the result goes, written only if absent (required);\na folder (ending in /) for the parts of a sharded job")
-	shard := fs.String("shard", "", "process shard `I/N` of the input (0-based), writing OUTPUT/part-0000I.csv;\nby default from CLOUD_RUN_TASK_INDEX/COUNT, JOB_COMPLETION_INDEX with\nMOMENTUM_SHARDS, or AWS_BATCH_JOB_ARRAY_INDEX/SIZE")
+	shard := fs.String("shard", "", "process shard `I/N` of the input (0-based), writing OUTPUT/part-NNNNN.csv;\nby default from CLOUD_RUN_TASK_INDEX/COUNT, JOB_COMPLETION_INDEX with\nMOMENTUM_SHARDS, or AWS_BATCH_JOB_ARRAY_INDEX/SIZE")
 	source, err := parseFlags(fs, args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		printUsage(fs, stdout, jobUsage, "")
@@ -116,8 +115,8 @@ that start in its share of the bytes. --shard I/N says which, or the
 engine's variables do (CLOUD_RUN_TASK_INDEX and CLOUD_RUN_TASK_COUNT;
 JOB_COMPLETION_INDEX and MOMENTUM_SHARDS; AWS_BATCH_JOB_ARRAY_INDEX and
 AWS_BATCH_JOB_ARRAY_SIZE). --output is then a folder: task I writes
-part-0000I.csv (the header only in part 0, so the parts in order are the
-single run's output), then part-0000I.json, its manifest. A task run again
+part-NNNNN.csv, I in five digits (the header only in part 0, so the parts
+in order are the single run's output), then part-NNNNN.json, its manifest. A task run again
 rewrites its part. "momentum merge FOLDER/" checks, and can join, the parts.
 
 Logs are JSON lines on stderr. Exit status: 0 done (or done before), 65
@@ -157,7 +156,7 @@ func runJob(ctx context.Context, args []string, getenv func(string) string, stdo
 	res, err := job.Run(ctx)
 	report := reportLocation(c.output)
 	if c.shard != nil {
-		report = c.output + path.Base(compute.ReportKey("", c.shard.Index))
+		report = compute.ReportKey(c.output, c.shard.Index)
 	}
 	attrs := []any{"outcome", string(res.Outcome), "rows", res.Stats.RowsOut, "rejected", res.Stats.RowsRejected,
 		"bytesIn", res.Stats.BytesIn, "bytesOut", res.Stats.BytesOut, "durationMs", time.Since(start).Milliseconds()}
@@ -181,7 +180,7 @@ func runJob(ctx context.Context, args []string, getenv func(string) string, stdo
 		if res.Stats.RowsRejected > 0 && c.shard == nil {
 			attrs = append(attrs, "rejects", rejectsPath(c.output))
 		} else if res.Stats.RowsRejected > 0 {
-			attrs = append(attrs, "rejects", c.output+path.Base(compute.RejectsKey("", c.shard.Index)))
+			attrs = append(attrs, "rejects", compute.RejectsKey(c.output, c.shard.Index))
 		}
 		log.Info("job "+string(res.Outcome), attrs...)
 	}
