@@ -335,6 +335,8 @@ type MergeResult struct {
 	Rejected  int64
 	Bytes     int64 // the parts' total size
 	Rejects   []string
+	// RejectsInto is where Merge joined the rejects, if it did.
+	RejectsInto string
 }
 
 // A MergeError says why a set of parts is not complete and consistent.
@@ -450,8 +452,10 @@ func objectSize(ctx context.Context, s Store, key string) (int64, error) {
 
 // Merge checks the parts under prefix with CheckParts and, when into is
 // set, concatenates them into that object of the same store, which
-// must be a Composer. The result is the single run's output.
-func Merge(ctx context.Context, s Store, prefix, into string) (MergeResult, error) {
+// must be a Composer: the single run's output. In skip mode, when
+// rejectsInto is set, the parts' rejects are joined there likewise: the
+// single run's rejects.
+func Merge(ctx context.Context, s Store, prefix, into, rejectsInto string) (MergeResult, error) {
 	res, err := CheckParts(ctx, s, prefix)
 	if err != nil || into == "" {
 		return res, err
@@ -460,14 +464,30 @@ func Merge(ctx context.Context, s Store, prefix, into string) (MergeResult, erro
 	if !ok {
 		return res, errors.New("compute: this store cannot compose objects")
 	}
-	srcs := make([]string, len(res.Manifests))
+	parts := make([]string, len(res.Manifests))
+	var rejects []string
 	for i, m := range res.Manifests {
-		if into == m.Part || into == m.Input || into == ManifestKey(prefix, i) {
-			return res, fmt.Errorf("compute: merging into %s would overwrite a part or the input", into)
+		for _, dst := range []string{into, rejectsInto} {
+			if dst != "" && (dst == m.Part || dst == m.Input || dst == ManifestKey(prefix, i) || dst == m.Rejects) {
+				return res, fmt.Errorf("compute: merging into %s would overwrite a part or the input", dst)
+			}
 		}
-		srcs[i] = m.Part
+		parts[i] = m.Part
+		if m.Rejects != "" {
+			rejects = append(rejects, m.Rejects)
+		}
 	}
-	return res, c.Compose(ctx, into, srcs, WriteOptions{ContentType: "text/csv"})
+	if err := c.Compose(ctx, into, parts, WriteOptions{ContentType: "text/csv"}); err != nil {
+		return res, err
+	}
+	// In skip mode every part has its rejects, the header in part 0's.
+	if rejectsInto != "" && len(rejects) == len(parts) {
+		if err := c.Compose(ctx, rejectsInto, rejects, WriteOptions{ContentType: "text/csv"}); err != nil {
+			return res, err
+		}
+		res.RejectsInto = rejectsInto
+	}
+	return res, nil
 }
 
 // ComposeByCopy is Compose for stores that cannot concatenate objects

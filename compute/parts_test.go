@@ -76,7 +76,7 @@ func TestShardJobsThenMerge(t *testing.T) {
 			if cat.String() != want {
 				t.Fatalf("parts:\n%s\nwant:\n%s", cat.String(), want)
 			}
-			res, err := compute.Merge(context.Background(), s, "out/", "all.csv")
+			res, err := compute.Merge(context.Background(), s, "out/", "all.csv", "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -98,7 +98,7 @@ func TestShardJobRewritesPart(t *testing.T) {
 	s, _ := shardStore(t, in)
 	storetest.Put(t, s, compute.PartKey("out/", 1), []byte("half a part"))
 	runShardJobs(t, s, 2, compute.Options{})
-	if _, err := compute.Merge(context.Background(), s, "out/", "all.csv"); err != nil {
+	if _, err := compute.Merge(context.Background(), s, "out/", "all.csv", ""); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := read(t, s, "all.csv"); got != want {
@@ -111,7 +111,7 @@ func TestShardJobRewritesPart(t *testing.T) {
 			t.Fatalf("after the input changed: %v", r.Outcome)
 		}
 	}
-	if _, err := compute.Merge(context.Background(), s, "out/", "all2.csv"); err != nil {
+	if _, err := compute.Merge(context.Background(), s, "out/", "all2.csv", ""); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := read(t, s, "all2.csv"); got != "mass,velocity,momentum\n1,2,2\n3,4,12\n" {
@@ -170,7 +170,7 @@ func TestMergeFindsProblems(t *testing.T) {
 			s, dir := shardStore(t, in)
 			runShardJobs(t, s, 4, compute.Options{})
 			tc.spoil(t, s, dir)
-			_, err := compute.Merge(context.Background(), s, "out/", "all.csv")
+			_, err := compute.Merge(context.Background(), s, "out/", "all.csv", "")
 			var merr *compute.MergeError
 			if !errors.As(err, &merr) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want a MergeError with %q", err, tc.want)
@@ -212,7 +212,7 @@ func TestShardJobBadData(t *testing.T) {
 	if failed != 1 {
 		t.Fatalf("%d shards failed, want 1", failed)
 	}
-	_, err := compute.Merge(context.Background(), s, "out/", "")
+	_, err := compute.Merge(context.Background(), s, "out/", "", "")
 	if err == nil || !strings.Contains(err.Error(), "line 702, column velocity") {
 		t.Fatalf("merge: %v", err)
 	}
@@ -260,7 +260,7 @@ func TestShardJobAlreadyProcessed(t *testing.T) {
 			t.Errorf("shard %d: %v", i, r.Outcome)
 		}
 	}
-	_, err := compute.Merge(context.Background(), s, "out/", "all.csv")
+	_, err := compute.Merge(context.Background(), s, "out/", "all.csv", "")
 	if err == nil || !strings.Contains(err.Error(), "part 0 is missing (failed: ") || !strings.Contains(err.Error(), "already has a momentum column") {
 		t.Fatalf("merge: %v", err)
 	}

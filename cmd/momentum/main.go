@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case len(args) > 0 && args[0] == "package":
 		return runPackage(ctx, args[1:], stdout, stderr, isTerminal(stderr))
 	case len(args) > 0 && args[0] == "merge":
-		return runMerge(ctx, args[1:], getenv, stdout, stderr)
+		return runMerge(ctx, args[1:], stdout, stderr)
 	case len(args) > 0 && args[0] == "serve":
 		return runServe(ctx, args[1:], getenv, stdout, stderr)
 	case getenv("CLOUD_RUN_JOB") != "":

@@ -29,7 +29,7 @@ Flags:
 `
 
 // runMerge checks and optionally joins the parts of a sharded job.
-func runMerge(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func runMerge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("momentum merge", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	into := fs.String("into", "", "join the parts into this object, in the folder's bucket (or file system)")
@@ -52,7 +52,7 @@ func runMerge(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return mergeFailed(stderr, err)
 	}
-	intoKey := ""
+	intoKey, rejectsKey := "", ""
 	if *into != "" {
 		s, key, err := stores.locate(ctx, *into)
 		if err != nil {
@@ -62,8 +62,9 @@ func runMerge(ctx context.Context, args []string, getenv func(string) string, st
 			return mergeFailed(stderr, &usageError{fmt.Sprintf("--into %s is not in the store of %s: parts are joined where they are", *into, folder)})
 		}
 		intoKey = key
+		_, _, rejectsKey, _ = splitLocation(rejectsPath(*into))
 	}
-	res, err := compute.Merge(ctx, store, prefix, intoKey)
+	res, err := compute.Merge(ctx, store, prefix, intoKey, rejectsKey)
 	if err != nil {
 		var merr *compute.MergeError
 		if errors.As(err, &merr) {
@@ -87,21 +88,8 @@ func runMerge(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if *into != "" {
 		fmt.Fprintf(stdout, "joined into %s\n", *into)
-		// In skip mode every part has its rejects (the header in part 0's):
-		// joined, they are the single run's rejects file.
-		var rejects []string
-		for _, m := range res.Manifests {
-			if m.Rejects != "" {
-				rejects = append(rejects, m.Rejects)
-			}
-		}
-		if len(rejects) == len(res.Manifests) {
-			to := rejectsPath(*into)
-			_, key, _ := stores.locate(ctx, to)
-			if err := store.(compute.Composer).Compose(ctx, key, rejects, compute.WriteOptions{ContentType: "text/csv"}); err != nil {
-				return mergeFailed(stderr, err)
-			}
-			fmt.Fprintf(stdout, "rejects joined into %s\n", to)
+		if res.RejectsInto != "" {
+			fmt.Fprintf(stdout, "rejects joined into %s\n", rejectsPath(*into))
 		}
 	}
 	return exitOK
