@@ -28,44 +28,14 @@ type storeSet struct {
 func (s *storeSet) locate(ctx context.Context, loc string) (compute.Store, string, error) {
 	scheme, bucket, key, ok := splitURL(loc)
 	if !ok {
-		if s.files == nil {
-			files, err := local.NewStore("")
-			if err != nil {
-				return nil, "", err
-			}
-			s.files = files
-			s.closers = append(s.closers, files.Close)
-		}
-		return s.files, loc, nil
+		store, err := s.localFiles()
+		return store, loc, err
 	}
 	if bucket == "" || key == "" || strings.HasSuffix(key, "/") {
 		return nil, "", &usageError{fmt.Sprintf("%q: want %s://BUCKET/KEY", loc, scheme)}
 	}
-	id := scheme + "://" + bucket
-	if store, ok := s.buckets[id]; ok {
-		return store, key, nil
-	}
-	var store compute.Store
-	switch scheme {
-	case "s3":
-		st, err := s3.New(ctx, bucket)
-		if err != nil {
-			return nil, "", err
-		}
-		store = st
-	case "gs":
-		st, err := gcs.New(ctx, bucket)
-		if err != nil {
-			return nil, "", err
-		}
-		store = st
-		s.closers = append(s.closers, st.Close)
-	}
-	if s.buckets == nil {
-		s.buckets = map[string]compute.Store{}
-	}
-	s.buckets[id] = store
-	return store, key, nil
+	store, err := s.bucket(ctx, scheme, bucket)
+	return store, key, err
 }
 
 // locateFolder returns the store holding a folder (a location ending in
@@ -80,14 +50,56 @@ func (s *storeSet) locateFolder(ctx context.Context, loc string) (compute.Store,
 		if err := os.MkdirAll(loc, 0o777); err != nil {
 			return nil, "", err
 		}
-		store, _, err := s.locate(ctx, loc+"x")
+		store, err := s.localFiles()
 		return store, loc, err
 	}
 	if bucket == "" || key != "" && !strings.HasSuffix(key, "/") {
 		return nil, "", &usageError{fmt.Sprintf("%q: want %s://BUCKET/FOLDER/", loc, scheme)}
 	}
-	store, _, err := s.locate(ctx, scheme+"://"+bucket+"/"+key+"x")
+	store, err := s.bucket(ctx, scheme, bucket)
 	return store, key, err
+}
+
+// localFiles returns the store of plain paths, opened once.
+func (s *storeSet) localFiles() (compute.Store, error) {
+	if s.files == nil {
+		files, err := local.NewStore("")
+		if err != nil {
+			return nil, err
+		}
+		s.files = files
+		s.closers = append(s.closers, files.Close)
+	}
+	return s.files, nil
+}
+
+// bucket returns the store of a bucket, opened once.
+func (s *storeSet) bucket(ctx context.Context, scheme, bucket string) (compute.Store, error) {
+	id := scheme + "://" + bucket
+	if store, ok := s.buckets[id]; ok {
+		return store, nil
+	}
+	var store compute.Store
+	switch scheme {
+	case "s3":
+		st, err := s3.New(ctx, bucket)
+		if err != nil {
+			return nil, err
+		}
+		store = st
+	case "gs":
+		st, err := gcs.New(ctx, bucket)
+		if err != nil {
+			return nil, err
+		}
+		store = st
+		s.closers = append(s.closers, st.Close)
+	}
+	if s.buckets == nil {
+		s.buckets = map[string]compute.Store{}
+	}
+	s.buckets[id] = store
+	return store, nil
 }
 
 // splitURL splits s3://bucket/key or gs://bucket/key.
