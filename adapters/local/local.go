@@ -9,6 +9,9 @@
 // A file is written to a temporary file beside it and renamed into place
 // only when the writer is closed after a successful write, so a reader
 // never sees a partial file and a failed run leaves the old file as it was.
+// With plain paths, a symbolic link is followed and its target replaced
+// that way; a device, FIFO or socket, or a descriptor such as /dev/stdout,
+// is written in place, where atomicity cannot apply.
 package local
 
 import (
@@ -101,7 +104,7 @@ func (s *Store) NewReader(ctx context.Context, key string, o compute.ReadOptions
 	}
 	if fi.IsDir() {
 		f.Close()
-		return nil, info, fmt.Errorf("%w: %s is a directory", compute.ErrNotFound, key)
+		return nil, info, kindError{compute.ErrNotFound, fmt.Errorf("%s is a directory, not a file", key)}
 	}
 	if fi.Mode().IsRegular() {
 		info.Size = fi.Size()
@@ -141,6 +144,18 @@ func (s *Store) NewWriter(ctx context.Context, key string, o compute.WriteOption
 	if err != nil {
 		return nil, err
 	}
+	if !s.rooted {
+		target, inPlace, err := resolveOutput(key, "/"+name)
+		if err != nil {
+			return nil, mapError(err)
+		}
+		if inPlace {
+			return openInPlace(ctx, key, target, o)
+		}
+		name = strings.TrimPrefix(target, "/")
+	} else if fi, err := s.root.Lstat(name); err == nil && fi.IsDir() {
+		return nil, mapError(keyError("create", key, syscall.EISDIR))
+	}
 	dir, base := path.Split(name)
 	if s.rooted && dir != "" {
 		if err := s.root.MkdirAll(strings.TrimSuffix(dir, "/"), 0o777); err != nil {
@@ -155,6 +170,98 @@ func (s *Store) NewWriter(ctx context.Context, key string, o compute.WriteOption
 		return nil, mapError(keyError("create", key, err))
 	}
 	return &Writer{ctx: ctx, root: s.root, tmp: tmp, tmpName: tmpName, name: name, key: key, createOnly: o.IfNotExists}, nil
+}
+
+// resolveOutput decides where a write to the absolute path p lands. A
+// symbolic link is followed to its target (which may not exist yet), so
+// that the file is replaced beside the target and the link stays a link.
+// A device, FIFO or socket, or a path that names an open descriptor
+// (/dev/stdout, /dev/fd/N, /proc/self/fd/N), is written in place: it
+// cannot be replaced by rename, and replacing it would be wrong. A
+// directory is an error naming key, the path the user gave.
+func resolveOutput(key, p string) (target string, inPlace bool, err error) {
+	for hops := 0; ; hops++ {
+		if isDescriptorPath(p) {
+			return p, true, nil
+		}
+		fi, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return p, false, nil // a new file
+		case err != nil:
+			return "", false, keyError("create", key, err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if hops == 40 {
+				return "", false, keyError("create", key, syscall.ELOOP)
+			}
+			link, err := os.Readlink(p)
+			if err != nil {
+				return "", false, keyError("create", key, err)
+			}
+			if !filepath.IsAbs(link) {
+				link = filepath.Join(filepath.Dir(p), link)
+			}
+			p = filepath.Clean(link)
+		case fi.IsDir():
+			return "", false, keyError("create", key, syscall.EISDIR)
+		case fi.Mode().IsRegular():
+			return p, false, nil
+		default:
+			return p, true, nil // a device, FIFO or socket
+		}
+	}
+}
+
+// isDescriptorPath reports whether p names an open file descriptor of a
+// process rather than a file: writing it must reach that descriptor's
+// file as it is.
+func isDescriptorPath(p string) bool {
+	switch {
+	case p == "/dev/stdout", p == "/dev/stderr", p == "/dev/stdin",
+		strings.HasPrefix(p, "/dev/fd/"):
+		return true
+	case strings.HasPrefix(p, "/proc/"):
+		elems := strings.Split(p, "/") // "", "proc", PID, "fd", N
+		return len(elems) == 5 && elems[3] == "fd"
+	}
+	return false
+}
+
+// openInPlace opens what p names (a device, FIFO, socket or descriptor)
+// for writing where it is, as a shell's > does. There is no temporary
+// file: what is written is seen at once, and a failed run cannot take it
+// back.
+func openInPlace(ctx context.Context, key, p string, o compute.WriteOptions) (io.WriteCloser, error) {
+	if o.IfNotExists {
+		return nil, fmt.Errorf("%w: %s", compute.ErrExists, key)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
+	if err != nil {
+		return nil, mapError(keyError("open", key, err))
+	}
+	return &inPlaceWriter{ctx: ctx, f: f}, nil
+}
+
+// inPlaceWriter writes straight to an open file. Close reports the
+// context's error when it is done, though what was written stays written.
+type inPlaceWriter struct {
+	ctx  context.Context
+	f    *os.File
+	done bool
+}
+
+func (w *inPlaceWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
+
+func (w *inPlaceWriter) Close() error {
+	if w.done {
+		return errors.New("local: writer already closed")
+	}
+	w.done = true
+	err := w.f.Close()
+	if cerr := w.ctx.Err(); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // Writer writes one file atomically. Close commits it; Abort, or Close
