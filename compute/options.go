@@ -99,8 +99,14 @@ type Options struct {
 	OnError        ErrorMode
 	Rejects        io.Writer // receives the rejects CSV in OnErrorSkip mode
 	MaxRecordBytes int       // largest record accepted, in bytes; default 16 MiB
-	Workers        int       // goroutines computing rows; default GOMAXPROCS
+	// Workers is the number of goroutines computing rows: by default
+	// GOMAXPROCS, and at most MaxWorkersPerCPU×GOMAXPROCS, since the work
+	// is bound by the CPU and each worker holds chunks in memory.
+	Workers int
 }
+
+// MaxWorkersPerCPU bounds Options.Workers.
+const MaxWorkersPerCPU = 4
 
 func (o Options) withDefaults() (Options, error) {
 	if o.MassColumn == "" {
@@ -121,6 +127,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
+	o.Workers = min(o.Workers, MaxWorkersPerCPU*runtime.GOMAXPROCS(0))
 	switch o.Delimiter {
 	case '"', '\r', '\n':
 		return o, fmt.Errorf("compute: invalid delimiter %q", o.Delimiter)

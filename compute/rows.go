@@ -257,8 +257,10 @@ func (s *rowSpec) process(in []byte, partial bool, res *chunkResult) {
 			}
 		}
 		if !s.skip {
+			// The run ends here: the row is the error, not a reject, and
+			// the counts are of the rows before it.
 			res.err = perr
-			res.rejected++
+			res.rowsIn--
 			res.out, res.lines = out, line
 			return
 		}

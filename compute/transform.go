@@ -28,7 +28,9 @@ var (
 // bad row ends the run; rows before it may already have been written to
 // w. In OnErrorSkip mode bad rows go to o.Rejects as CSV records
 // (line, column, reason, record) and only structural errors end the run.
-// Whatever the mode, Stats.RowsIn = Stats.RowsOut + Stats.RowsRejected.
+// Whatever the mode, Stats.RowsIn = Stats.RowsOut + Stats.RowsRejected;
+// RowsRejected counts the rows written to Rejects, so a run that stops at
+// a bad row in OnErrorFail mode counts only the rows before it.
 func Transform(ctx context.Context, w io.Writer, r io.Reader, o Options) (Stats, error) {
 	o, err := o.withDefaults()
 	if err != nil {

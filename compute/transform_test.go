@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -19,8 +21,8 @@ var transformTests = []struct {
 	err     error  // sentinel the error wraps
 	line    int64  // expected ParseError.Line
 	column  string // expected ParseError.Column
-	rowsIn  int64
-	noCheck bool // skip the stats check
+	rowsIn  int64  // rows read; a run that fails at a bad row counts those before it
+	noCheck bool   // skip the stats check
 }{
 	{name: "Simple", in: "mass,velocity\n2,3\n", out: "mass,velocity,momentum\n2,3,6\n", rowsIn: 1},
 	{name: "NoFinalNewline", in: "mass,velocity\n2,3", out: "mass,velocity,momentum\n2,3,6\n", rowsIn: 1},
@@ -28,7 +30,7 @@ var transformTests = []struct {
 	{name: "CRAtEOF", in: "mass,velocity\n2,3\r", out: "mass,velocity,momentum\n2,3,6\n", rowsIn: 1},
 	{name: "LoneCRIsData", in: "note,mass,velocity\na\rb,2,3\n", out: "note,mass,velocity,momentum\na\rb,2,3,6\n", rowsIn: 1},
 	{name: "BlankLines", in: "\n\nmass,velocity\n\n2,3\r\n\r\n\n4,5\n\n", out: "mass,velocity,momentum\n2,3,6\n4,5,20\n", rowsIn: 2},
-	{name: "BlankLinesCountForErrors", in: "\nmass,velocity\n\n2,x\n", err: ErrNotNumber, line: 4, column: "velocity", rowsIn: 1},
+	{name: "BlankLinesCountForErrors", in: "\nmass,velocity\n\n2,x\n", err: ErrNotNumber, line: 4, column: "velocity", rowsIn: 0},
 	{name: "HeaderOnly", in: "mass,velocity\n", out: "mass,velocity,momentum\n"},
 	{name: "BOM", in: "\xEF\xBB\xBFmass,velocity\n2,3\n", out: "mass,velocity,momentum\n2,3,6\n", rowsIn: 1},
 	{name: "CaseAndBlanks", in: " MASS\t,\tVelocity \n2,3\n", out: " MASS\t,\tVelocity ,momentum\n2,3,6\n", rowsIn: 1},
@@ -38,8 +40,8 @@ var transformTests = []struct {
 	{name: "PassThroughOrder", in: "a,velocity,b,mass,c\n1,3,\"x,y\",2,\"\"\"q\"\"\"\n", out: "a,velocity,b,mass,c,momentum\n1,3,\"x,y\",2,\"\"\"q\"\"\",6\n", rowsIn: 1},
 	{name: "PassThroughBytes", in: "a,mass,velocity\n\xff\x00\xfe,2,3\n", out: "a,mass,velocity,momentum\n\xff\x00\xfe,2,3,6\n", rowsIn: 1},
 	{name: "QuotedNewlines", in: "a,mass,velocity\n\"1\n2\r\n3\",2,3\n", out: "a,mass,velocity,momentum\n\"1\n2\r\n3\",2,3,6\n", rowsIn: 1},
-	{name: "LineAfterQuotedNewlines", in: "a,mass,velocity\n\"1\n2\",2,3\n,1,y\n", err: ErrNotNumber, line: 4, column: "velocity", rowsIn: 2},
-	{name: "FieldLineInsideRecord", in: "mass,a,velocity\n1,\"x\ny\",z\n", err: ErrNotNumber, line: 3, column: "velocity", rowsIn: 1},
+	{name: "LineAfterQuotedNewlines", in: "a,mass,velocity\n\"1\n2\",2,3\n,1,y\n", err: ErrNotNumber, line: 4, column: "velocity", rowsIn: 1},
+	{name: "FieldLineInsideRecord", in: "mass,a,velocity\n1,\"x\ny\",z\n", err: ErrNotNumber, line: 3, column: "velocity", rowsIn: 0},
 	{name: "QuotedNumbers", in: "mass,velocity\n\"2\",\" 3 \"\n", out: "mass,velocity,momentum\n\"2\",\" 3 \",6\n", rowsIn: 1},
 	{name: "MomentumNameQuoted", in: "mass,velocity\n2,3\n", opts: Options{MomentumColumn: "p, kg·m/s"}, out: "mass,velocity,\"p, kg·m/s\"\n2,3,6\n", rowsIn: 1},
 	{name: "Semicolon", in: "mass;velocity;x\n2;3;a,b\n", opts: Options{Delimiter: ';'}, out: "mass;velocity;x;momentum\n2;3;a,b;6\n", rowsIn: 1},
@@ -53,23 +55,23 @@ var transformTests = []struct {
 	// Headerless input, as the original program read it.
 	{name: "Headerless", in: "2,3\n4,5\n", out: "2,3,6\n4,5,20\n", rowsIn: 2},
 	{name: "HeaderlessExtraFields", in: "2,3,x\n4,5,y\n", out: "2,3,x,6\n4,5,y,20\n", rowsIn: 2},
-	{name: "HeaderlessError", in: "2,3\n4,x\n", err: ErrNotNumber, line: 2, column: "2", rowsIn: 2},
+	{name: "HeaderlessError", in: "2,3\n4,x\n", err: ErrNotNumber, line: 2, column: "2", rowsIn: 1},
 	{name: "ForcedHeader", in: "2,3\n4,5\n", opts: Options{Header: HeaderPresent}, err: ErrMissingColumn, line: 1},
-	{name: "ForcedHeaderless", in: "mass,velocity\n4,5\n", opts: Options{Header: HeaderAbsent}, err: ErrNotNumber, line: 1, column: "1", rowsIn: 1},
+	{name: "ForcedHeaderless", in: "mass,velocity\n4,5\n", opts: Options{Header: HeaderAbsent}, err: ErrNotNumber, line: 1, column: "1", rowsIn: 0},
 	{name: "ForcedHeaderlessOneField", in: "4\n", opts: Options{Header: HeaderAbsent}, err: ErrMissingColumn, line: 1},
 	{name: "NotHeaderNotNumbers", in: "a,b\n1,2\n", err: ErrMissingColumn, line: 1},
 
 	// Bad values.
-	{name: "Empty", in: "mass,velocity\n,3\n", err: ErrEmpty, line: 2, column: "mass", rowsIn: 1},
-	{name: "NegativeMass", in: "mass,velocity\n-1,3\n", err: ErrNegativeMass, line: 2, column: "mass", rowsIn: 1},
+	{name: "Empty", in: "mass,velocity\n,3\n", err: ErrEmpty, line: 2, column: "mass", rowsIn: 0},
+	{name: "NegativeMass", in: "mass,velocity\n-1,3\n", err: ErrNegativeMass, line: 2, column: "mass", rowsIn: 0},
 	{name: "NegativeZeroMassIsFine", in: "mass,velocity\n-0,3\n", out: "mass,velocity,momentum\n-0,3,-0\n", rowsIn: 1},
-	{name: "Overflow", in: "mass,velocity\n1e300,1e300\n", err: ErrOverflow, line: 2, column: "velocity", rowsIn: 1},
-	{name: "Range", in: "mass,velocity\n1e400,1\n", err: ErrRange, line: 2, column: "mass", rowsIn: 1},
-	{name: "Hex", in: "mass,velocity\n0x10,1\n", err: ErrHex, line: 2, column: "mass", rowsIn: 1},
-	{name: "DecimalComma", in: "mass,velocity\n1,\"2,5\"\n", err: ErrDecimalComma, line: 2, column: "velocity", rowsIn: 1},
-	{name: "LeftmostBadFieldFirst", in: "velocity,mass\nx,y\n", err: ErrNotNumber, line: 2, column: "velocity", rowsIn: 1},
-	{name: "FieldCountShort", in: "mass,velocity,x\n1,2\n", err: ErrFieldCount, line: 2, rowsIn: 1},
-	{name: "FieldCountLong", in: "mass,velocity\n1,2,3\n", err: ErrFieldCount, line: 2, rowsIn: 1},
+	{name: "Overflow", in: "mass,velocity\n1e300,1e300\n", err: ErrOverflow, line: 2, column: "velocity", rowsIn: 0},
+	{name: "Range", in: "mass,velocity\n1e400,1\n", err: ErrRange, line: 2, column: "mass", rowsIn: 0},
+	{name: "Hex", in: "mass,velocity\n0x10,1\n", err: ErrHex, line: 2, column: "mass", rowsIn: 0},
+	{name: "DecimalComma", in: "mass,velocity\n1,\"2,5\"\n", err: ErrDecimalComma, line: 2, column: "velocity", rowsIn: 0},
+	{name: "LeftmostBadFieldFirst", in: "velocity,mass\nx,y\n", err: ErrNotNumber, line: 2, column: "velocity", rowsIn: 0},
+	{name: "FieldCountShort", in: "mass,velocity,x\n1,2\n", err: ErrFieldCount, line: 2, rowsIn: 0},
+	{name: "FieldCountLong", in: "mass,velocity\n1,2,3\n", err: ErrFieldCount, line: 2, rowsIn: 0},
 
 	// Structural errors.
 	{name: "EmptyInput", in: "", err: ErrEmptyInput, line: 1},
@@ -205,5 +207,37 @@ func TestOptionsValidation(t *testing.T) {
 		if _, err := Transform(context.Background(), &bytes.Buffer{}, strings.NewReader("mass,velocity\n"), o); err == nil {
 			t.Errorf("%+v: no error", o)
 		}
+	}
+}
+
+// TestWorkersCapped: a huge worker count is a typo or a misunderstanding,
+// not a reason to hold gigabytes: it is capped at MaxWorkersPerCPU per CPU.
+func TestWorkersCapped(t *testing.T) {
+	limit := MaxWorkersPerCPU * runtime.GOMAXPROCS(0)
+	for _, n := range []int{0, 1, limit, limit + 1, 1_000_000, math.MaxInt} {
+		o, err := Options{Workers: n}.withDefaults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := min(n, limit)
+		if n == 0 {
+			want = runtime.GOMAXPROCS(0)
+		}
+		if o.Workers != want {
+			t.Errorf("Workers %d: got %d, want %d", n, o.Workers, want)
+		}
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var out bytes.Buffer
+	if _, err := Transform(context.Background(), &out, strings.NewReader("mass,velocity\n1,2\n3,4\n"), Options{Workers: 1_000_000}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if out.String() != "mass,velocity,momentum\n1,2,2\n3,4,12\n" {
+		t.Errorf("output %q", out.String())
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+		t.Errorf("a 2-row file with Workers 1000000 allocated %d MiB", alloc>>20)
 	}
 }

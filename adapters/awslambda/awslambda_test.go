@@ -814,7 +814,8 @@ func TestPermanentFailures(t *testing.T) {
 			checkResult(t, res, awslambda.ObjectResult{
 				Bucket: "data", Key: tt.key, Version: putVersion, Output: "s3://data/momentum/" + name + ".csv", Outcome: "failed",
 				Line: tt.line, Column: tt.column, Error: tt.errorLike, Rows: -1, BytesIn: -1, BytesOut: -1,
-				Rejected: min(tt.line, 1), // the bad record, when there is one
+				// The bad record stopped the run: it is the error, not a reject.
+				Rejected: 0,
 			})
 			body, _ := e.get("momentum/" + name + ".error.json")
 			var rep compute.JobReport
@@ -949,7 +950,7 @@ func TestMultipleRecords(t *testing.T) {
 	checkResult(t, res,
 		awslambda.ObjectResult{Bucket: "data", Key: "incoming/one.csv", Output: "s3://data/momentum/one.csv", Outcome: "done", Rows: 12, BytesIn: int64(len(particles)), BytesOut: -1},
 		awslambda.ObjectResult{Bucket: "data", Key: "incoming/two.csv", Output: "s3://data/momentum/two.csv", Outcome: "failed", Line: 3, Column: "mass", Error: "line 3",
-			Rows: -1, Rejected: 1, BytesIn: -1, BytesOut: -1},
+			Rows: -1, Rejected: 0, BytesIn: -1, BytesOut: -1},
 		awslambda.ObjectResult{Bucket: "data", Key: "incoming/three.csv", Output: "s3://data/momentum/three.csv", Outcome: "done", Rows: 12, BytesIn: int64(len(particles)), BytesOut: -1},
 	)
 	for _, name := range []string{"one", "three"} {
