@@ -3,6 +3,7 @@ package compute
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 )
@@ -12,7 +13,8 @@ import (
 // objects ("runs/a.csv"), never URL-encoded.
 //
 // Implementations return errors that wrap one of the storage kinds below
-// (ErrNotFound, ErrPermission, ErrExists, ErrTransient, ErrInvalidKey) when
+// (ErrNotFound, ErrPermission, ErrExists, ErrTransient, ErrInvalidKey,
+// ErrBucketNotFound) when
 // one applies, so that front ends can choose between retrying, reporting
 // and dropping without knowing the provider.
 type Store interface {
@@ -64,7 +66,24 @@ var (
 	ErrExists     = errors.New("object already exists")
 	ErrTransient  = errors.New("transient storage failure")
 	ErrInvalidKey = errors.New("invalid object key")
+	// ErrBucketNotFound is an operation on a bucket that does not exist: a
+	// location given wrong, not an object gone, so it is not ErrNotFound.
+	ErrBucketNotFound = errors.New("bucket not found")
 )
+
+// A BucketNotFoundError is the cause of a StoreError of kind
+// ErrBucketNotFound: it names the bucket and says what to do.
+type BucketNotFoundError struct {
+	Bucket string
+	Err    error // the store's answer
+}
+
+func (e *BucketNotFoundError) Error() string {
+	return fmt.Sprintf("bucket %q does not exist: create it, or correct the name", e.Bucket)
+}
+
+func (e *BucketNotFoundError) Is(target error) bool { return target == ErrBucketNotFound }
+func (e *BucketNotFoundError) Unwrap() error        { return e.Err }
 
 // A StoreError is a failed operation on one object. errors.Is matches
 // both its Kind and its cause; its text is one line.

@@ -36,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 	"unicode/utf8"
 
 	"cloud.google.com/go/storage"
@@ -371,7 +372,21 @@ func (s *Store) fail(op, key string, err error, writing bool) error {
 	if errors.As(err, &se) {
 		return err
 	}
-	return &compute.StoreError{Op: op, URL: s.URL(key), Kind: kindOf(err, writing), Err: err, Detail: detail(err)}
+	k := kindOf(err, writing)
+	if k == compute.ErrNotFound && httpStatus(err) == http.StatusNotFound && !s.bucketExists() {
+		return &compute.StoreError{Op: op, URL: s.URL(key), Kind: compute.ErrBucketNotFound, Err: &compute.BucketNotFoundError{Bucket: s.name, Err: err}}
+	}
+	return &compute.StoreError{Op: op, URL: s.URL(key), Kind: k, Err: err, Detail: detail(err)}
+}
+
+// bucketExists tells a missing bucket from a missing object, which Cloud
+// Storage answer alike (404) on reads and uploads. It asks only after a
+// 404, and reports true when it cannot tell.
+func (s *Store) bucketExists() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := s.client.Bucket(s.name).Attrs(ctx)
+	return !errors.Is(err, storage.ErrBucketNotExist)
 }
 
 // detail is the short form of a client error.
@@ -393,7 +408,9 @@ func detail(err error) string {
 // there).
 func kindOf(err error, writing bool) error {
 	switch {
-	case errors.Is(err, storage.ErrObjectNotExist), errors.Is(err, storage.ErrBucketNotExist):
+	case errors.Is(err, storage.ErrBucketNotExist):
+		return compute.ErrBucketNotFound
+	case errors.Is(err, storage.ErrObjectNotExist):
 		return compute.ErrNotFound
 	case errors.Is(err, context.Canceled):
 		return nil // the caller's choice, not the store's failure

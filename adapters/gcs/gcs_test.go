@@ -696,6 +696,9 @@ func TestErrorKinds(t *testing.T) {
 		s := e.store(t, 2)
 		e.put("kinds/a.csv", "a")
 		e.faults.set(func(w http.ResponseWriter, r *http.Request, next http.Handler) bool {
+			if strings.HasSuffix(r.URL.Path, "/b/"+bucket) {
+				return false // the bucket is there: the 404 is the object's
+			}
 			fail(w, r, c.code)
 			return true
 		})
@@ -706,6 +709,27 @@ func TestErrorKinds(t *testing.T) {
 		}
 		_, err = write(context.Background(), s, "kinds/b.csv", []byte("b"), compute.WriteOptions{})
 		checkKind(t, "write", c.code, err, c.kind)
+	}
+}
+
+// TestMissingBucket: Cloud Storage answers a missing bucket and a missing
+// object alike (404); the store tells them apart, and names the bucket.
+func TestMissingBucket(t *testing.T) {
+	e := newEnv(t, false)
+	s := NewFromClient(e.store(t, 2).client, "no-such-bucket")
+	_, _, rerr := storetest.Get(t, s, "a.csv", compute.ReadOptions{})
+	_, werr := write(context.Background(), s, "b.csv", []byte("b"), compute.WriteOptions{})
+	for op, err := range map[string]error{"read": rerr, "write": werr} {
+		want := op + ` gs://no-such-bucket/` + map[string]string{"read": "a", "write": "b"}[op] +
+			`.csv: bucket "no-such-bucket" does not exist: create it, or correct the name`
+		if err == nil || err.Error() != want || !errors.Is(err, compute.ErrBucketNotFound) || errors.Is(err, compute.ErrNotFound) {
+			t.Errorf("%s: err = %v, want %q of kind ErrBucketNotFound only", op, err, want)
+		}
+	}
+	// A missing object in a bucket that exists is still just that.
+	_, _, err := storetest.Get(t, e.store(t, 2), "no/such.csv", compute.ReadOptions{})
+	if !errors.Is(err, compute.ErrNotFound) || errors.Is(err, compute.ErrBucketNotFound) {
+		t.Errorf("missing object: err = %v, want ErrNotFound", err)
 	}
 }
 
@@ -739,7 +763,7 @@ func TestKindOf(t *testing.T) {
 		want    error
 	}{
 		{fmt.Errorf("%w: %w", storage.ErrObjectNotExist, &googleapi.Error{Code: 404}), false, compute.ErrNotFound},
-		{storage.ErrBucketNotExist, true, compute.ErrNotFound},
+		{storage.ErrBucketNotExist, true, compute.ErrBucketNotFound},
 		{&googleapi.Error{Code: 412}, true, compute.ErrExists},
 		{&googleapi.Error{Code: 412}, false, compute.ErrNotFound},
 		{&googleapi.Error{Code: 408}, false, compute.ErrTransient},

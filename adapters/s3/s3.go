@@ -622,7 +622,12 @@ func (s *Store) wrap(op, key string, err error, precondition error) error {
 	if errors.As(err, &se) {
 		return err
 	}
-	return &compute.StoreError{Op: op, URL: "s3://" + s.bucket + "/" + key, Kind: kind(err, precondition), Err: err, Detail: detail(err)}
+	url := "s3://" + s.bucket + "/" + key
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() == "NoSuchBucket" {
+		return &compute.StoreError{Op: op, URL: url, Kind: compute.ErrBucketNotFound, Err: &compute.BucketNotFoundError{Bucket: s.bucket, Err: err}}
+	}
+	return &compute.StoreError{Op: op, URL: url, Kind: kind(err, precondition), Err: err, Detail: detail(err)}
 }
 
 // detail is the short form of an SDK error.
@@ -646,7 +651,7 @@ func kind(err error, precondition error) error {
 	switch {
 	case errors.Is(err, compute.ErrNotFound), errors.Is(err, compute.ErrPermission),
 		errors.Is(err, compute.ErrExists), errors.Is(err, compute.ErrTransient),
-		errors.Is(err, compute.ErrInvalidKey):
+		errors.Is(err, compute.ErrInvalidKey), errors.Is(err, compute.ErrBucketNotFound):
 		return nil // has one already
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return nil // the caller's choice, not the store's state
@@ -654,8 +659,10 @@ func kind(err error, precondition error) error {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		switch ae.ErrorCode() {
-		case "NoSuchKey", "NotFound", "NoSuchVersion", "NoSuchBucket":
+		case "NoSuchKey", "NotFound", "NoSuchVersion":
 			return compute.ErrNotFound
+		case "NoSuchBucket":
+			return compute.ErrBucketNotFound
 		case "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch",
 			"ExpiredToken", "InvalidToken":
 			return compute.ErrPermission
