@@ -109,6 +109,9 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 	default:
 		return nil, &usageError{fmt.Sprintf("too many arguments: %q", rest[2:])}
 	}
+	if c.input != "-" && sameLocation(c.input, c.output) {
+		return nil, &usageError{fmt.Sprintf("INPUT %q and OUTPUT %q are the same file: the output would overwrite its input", c.input, c.output)}
+	}
 	if c.rejects != "" && c.opts.OnError != compute.OnErrorSkip {
 		return nil, bad("rejects", "needs --on-error skip")
 	}
@@ -135,28 +138,24 @@ func envName(flagName string) string {
 }
 
 // sameLocation reports whether two command-line locations name the same
-// file or object, however spelled.
+// file or object, however spelled: relative or absolute, through a
+// symbolic link or a hard link. A device, FIFO or socket named twice
+// (/dev/null, /dev/stdout) is not a file one write could clobber.
 func sameLocation(a, b string) bool {
-	if a == b {
-		return true
-	}
-	if a == "-" || b == "-" {
-		return false
-	}
-	if isURL(a) || isURL(b) {
+	if a == "-" || b == "-" || isURL(a) || isURL(b) {
 		return a == b
-	}
-	if filepath.Clean(a) == filepath.Clean(b) {
-		return true
-	}
-	absA, errA := filepath.Abs(a)
-	absB, errB := filepath.Abs(b)
-	if errA == nil && errB == nil && absA == absB {
-		return true
 	}
 	fa, errA := os.Stat(a)
 	fb, errB := os.Stat(b)
-	return errA == nil && errB == nil && os.SameFile(fa, fb)
+	if errA == nil && errB == nil {
+		if !fa.Mode().IsRegular() || !fb.Mode().IsRegular() {
+			return false
+		}
+		return os.SameFile(fa, fb)
+	}
+	absA, errA := filepath.Abs(a)
+	absB, errB := filepath.Abs(b)
+	return errA == nil && errB == nil && absA == absB
 }
 
 func printUsage(fs *flag.FlagSet, w io.Writer, text, footer string) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/momentum-run/momentum/compute"
@@ -29,7 +30,7 @@ func addKernelFlags(fs *flag.FlagSet) *kernelFlags {
 	fs.IntVar(&k.decimals, "decimals", k.decimals, "print momentum with N fixed decimals; -1 prints the shortest exact form")
 	fs.StringVar(&k.onError, "on-error", k.onError, "what a bad row does: fail (stop at the first) or skip (write it to the rejects file)")
 	fs.StringVar(&k.maxRecord, "max-record", k.maxRecord, "largest record accepted, e.g. 1048576, 512KiB, 64MiB")
-	fs.IntVar(&k.opts.Workers, "workers", 0, "goroutines computing rows (default: one per CPU)")
+	fs.IntVar(&k.opts.Workers, "workers", 0, "goroutines computing rows (default: one per CPU;\nat most 4 per CPU are used, as more only cost memory)")
 	return k
 }
 
@@ -44,7 +45,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (ma
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
 		}
-		return nil, &usageError{err.Error()}
+		return nil, flagError(fs, err)
 	}
 	if *help {
 		return nil, flag.ErrHelp
@@ -60,7 +61,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (ma
 		source[f.Name] = name
 		if v := getenv(name); v != "" {
 			if err := fs.Set(f.Name, v); err != nil {
-				envErr = &usageError{fmt.Sprintf("%s=%q: %v", name, v, err)}
+				envErr = &usageError{fmt.Sprintf("%s=%q: %s", name, v, badValue(f, err))}
 			}
 		}
 	})
@@ -116,4 +117,52 @@ func (k *kernelFlags) options(source map[string]string) (compute.Options, error)
 		}
 	}
 	return o, nil
+}
+
+// flagError rewrites an error of fs.Parse in the words of the help, which
+// spells flags with two dashes: the flag package's own messages spell
+// them with one and say only "parse error" of a bad number.
+func flagError(fs *flag.FlagSet, err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return &usageError{fmt.Sprintf("unknown flag --%s", name)}
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return &usageError{fmt.Sprintf("--%s needs a value", name)}
+	}
+	for _, form := range []struct{ prefix, middle string }{
+		{"invalid value ", " for flag -"},
+		{"invalid boolean value ", " for -"},
+	} {
+		rest, ok := strings.CutPrefix(msg, form.prefix)
+		if !ok {
+			continue
+		}
+		value, verr := strconv.QuotedPrefix(rest)
+		if verr != nil {
+			break
+		}
+		rest, ok = strings.CutPrefix(rest[len(value):], form.middle)
+		name, _, _ := strings.Cut(rest, ":")
+		if f := fs.Lookup(name); ok && f != nil {
+			return &usageError{fmt.Sprintf("--%s %s: %s", name, value, badValue(f, errors.Unwrap(err)))}
+		}
+	}
+	return &usageError{msg}
+}
+
+// badValue says what a flag wants, for a value its Set refused.
+func badValue(f *flag.Flag, err error) string {
+	if g, ok := f.Value.(flag.Getter); ok {
+		switch g.Get().(type) {
+		case bool:
+			return "want true or false"
+		case int:
+			return "want a whole number"
+		}
+	}
+	if err == nil {
+		return "invalid value"
+	}
+	return err.Error()
 }

@@ -6,8 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/momentum-run/momentum/compute"
@@ -146,7 +150,7 @@ func runJob(ctx context.Context, args []string, getenv func(string) string, stdo
 	job, err := jobFor(ctx, stores, c)
 	if err != nil {
 		var uerr *usageError
-		if errors.As(err, &uerr) {
+		if errors.As(err, &uerr) || permanentFileError(err) || errors.Is(err, compute.ErrBucketNotFound) {
 			log.Error("bad configuration: " + err.Error())
 			return exitUsage
 		}
@@ -161,6 +165,9 @@ func runJob(ctx context.Context, args []string, getenv func(string) string, stdo
 	attrs := []any{"outcome", string(res.Outcome), "rows", res.Stats.RowsOut, "rejected", res.Stats.RowsRejected,
 		"bytesIn", res.Stats.BytesIn, "bytesOut", res.Stats.BytesOut, "durationMs", time.Since(start).Milliseconds()}
 	switch {
+	case err != nil && (permanentFileError(err) || errors.Is(err, compute.ErrBucketNotFound)):
+		log.Error("bad configuration: a retry cannot help", append(attrs, "error", err.Error())...)
+		return exitUsage
 	case err != nil:
 		log.Error("failed; a retry may succeed", append(attrs, "error", err.Error())...)
 		return exitFailure
@@ -209,6 +216,13 @@ func jobFor(ctx context.Context, stores *storeSet, c *jobConfig) (runner, error)
 	if err != nil {
 		return nil, err
 	}
+	if !isURL(c.output) {
+		// A folder is made as needed, as an object store implies it, and
+		// as the parts of a sharded job get theirs.
+		if err := os.MkdirAll(filepath.Dir(c.output), 0o777); err != nil {
+			return nil, err
+		}
+	}
 	_, _, rejectsKey, _ := splitLocation(rejectsPath(c.output))
 	_, _, reportKey, _ := splitLocation(reportLocation(c.output))
 	return &compute.Job{
@@ -231,4 +245,23 @@ func splitLocation(loc string) (scheme, bucket, key string, ok bool) {
 func reportLocation(output string) string {
 	r := rejectsPath(output) // out.rejects.csv, or out.x.rejects.csv
 	return r[:len(r)-len(".rejects.csv")] + ".error.json"
+}
+
+// permanentFileError reports whether err is a local file system error
+// that a retry cannot mend: a path that cannot be written as given (no
+// permission, a read-only file system, a file where a folder should be, a
+// folder where a file should be). A full disk or an I/O error may pass.
+func permanentFileError(err error) bool {
+	var pe *fs.PathError
+	var le *os.LinkError
+	if !errors.As(err, &pe) && !errors.As(err, &le) {
+		return false // not the file system's: a cloud store's errors are its own
+	}
+	for _, errno := range []syscall.Errno{syscall.EACCES, syscall.EPERM, syscall.EROFS,
+		syscall.ENOTDIR, syscall.EISDIR, syscall.ELOOP, syscall.ENAMETOOLONG, syscall.ENOENT} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
 }

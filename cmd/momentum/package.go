@@ -306,8 +306,10 @@ func openImage(ctx context.Context, ref string, platform v1.Platform) (*imageSou
 	if explicit {
 		return nil, fmt.Errorf("%s: no such OCI layout directory", local)
 	}
-	if looksLocal(ref) {
-		return nil, fmt.Errorf("%s: no such file or directory", ref)
+	if looksLocal(ref) || !strings.ContainsAny(ref, "/:@") {
+		// A bare word is far likelier a mistyped path than an image on
+		// Docker Hub: say so, and how to name a registry's image.
+		return nil, fmt.Errorf("%s: no such file or directory (an image in a registry is named with its repository, such as REGISTRY/NAME:TAG or docker://NAME)", ref)
 	}
 	return fromRegistry(ctx, ref, platform, false)
 }

@@ -621,6 +621,8 @@ func TestPackageLambdaRefuses(t *testing.T) {
 		{"not a layout", func(t *testing.T) string { return t.TempDir() }, "x86_64", "not an OCI image layout (no oci-layout file)"},
 		{"unknown tag", func(*testing.T) string { return singleDir + ":other" }, "x86_64", `no image tagged "other"`},
 		{"no such file", func(*testing.T) string { return "./no/such/image.tar" }, "x86_64", "no such file or directory"},
+		{"no such directory, not a reference", func(*testing.T) string { return "nosuchdir" }, "x86_64",
+			"nosuchdir: no such file or directory (an image in a registry is named with its repository"},
 		{"gzip tarball", gzipped, "x86_64", "gzip-compressed; gunzip it first"},
 		{"not an image tarball", func(t *testing.T) string {
 			p := filepath.Join(t.TempDir(), "x.tar")
