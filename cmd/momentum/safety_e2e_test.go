@@ -256,3 +256,36 @@ func TestE2EMissingBucket(t *testing.T) {
 		}
 	}
 }
+
+// TestPermanentFileError: how a job sorts the local file system's errors.
+// Those of a path that cannot be written as given are a configuration to
+// mend (exit 2); a full disk or an I/O error may pass (exit 1); a cloud
+// store's errors are sorted by their kinds, not here.
+func TestPermanentFileError(t *testing.T) {
+	pathErr := func(op string, errno syscall.Errno) error {
+		return &fs.PathError{Op: op, Path: "out/x.csv", Err: errno}
+	}
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{pathErr("open", syscall.ENOENT), true},
+		{pathErr("open", syscall.EACCES), true},
+		{pathErr("open", syscall.EPERM), true},
+		{pathErr("mkdir", syscall.ENOTDIR), true},
+		{pathErr("create", syscall.EISDIR), true},
+		{pathErr("open", syscall.EROFS), true},
+		{pathErr("open", syscall.ELOOP), true},
+		{&os.LinkError{Op: "link", Old: "a", New: "b", Err: syscall.EROFS}, true},
+		{fmt.Errorf("commit: %w", pathErr("sync", syscall.EACCES)), true},
+		{pathErr("write", syscall.ENOSPC), false},
+		{pathErr("write", syscall.EDQUOT), false},
+		{pathErr("sync", syscall.EIO), false},
+		{fmt.Errorf("write s3://b/k: %w", syscall.EACCES), false}, // not the file system's
+		{os.ErrPermission, false},
+	} {
+		if got := permanentFileError(tt.err); got != tt.want {
+			t.Errorf("permanentFileError(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
