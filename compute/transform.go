@@ -112,7 +112,7 @@ func (t *transform) header(ctx context.Context) ([]byte, int, error) {
 		}
 		chunk, err := t.sp.next()
 		if err == io.EOF {
-			return nil, 0, &ParseError{Line: t.line, Err: ErrEmptyInput}
+			return nil, 0, &ParseError{Line: 1, Err: ErrEmptyInput} // the file as a whole, where a header was due
 		}
 		if err != nil {
 			return nil, 0, t.fixLine(err)

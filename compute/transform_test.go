@@ -75,7 +75,7 @@ var transformTests = []struct {
 
 	// Structural errors.
 	{name: "EmptyInput", in: "", err: ErrEmptyInput, line: 1},
-	{name: "OnlyBlankLines", in: "\n\r\n\n", err: ErrEmptyInput, line: 4},
+	{name: "OnlyBlankLines", in: "\n\r\n\n", err: ErrEmptyInput, line: 1},
 	{name: "OnlyBOM", in: "\xEF\xBB\xBF", err: ErrEmptyInput, line: 1},
 	{name: "UTF16LE", in: "\xFF\xFEm\x00", err: ErrUTF16, line: 1},
 	{name: "UTF16BE", in: "\xFE\xFF\x00m", err: ErrUTF16, line: 1},

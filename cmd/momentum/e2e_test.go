@@ -316,7 +316,7 @@ func TestE2EDataErrors(t *testing.T) {
 		{"record too large", "mass,velocity\n1,2\n12345678901234567890,1\n", []string{"--max-record", "16"},
 			`line 3: record too large: 22 bytes, limit 16`},
 		{"empty input", "", nil, `line 1: empty input`},
-		{"only blank lines", "\n\n", nil, `line 3: empty input`},
+		{"only blank lines", "\n\n", nil, `line 1: empty input`},
 		{"already processed", "mass,velocity,momentum\n1,2,2\n", nil,
 			`line 1, column momentum: input already has a momentum column (already processed?)`},
 		{"already processed, other name", "m,v,p\n1,2,2\n", []string{"--mass", "m", "--velocity", "v", "--momentum", "P"},
