@@ -23,7 +23,7 @@ The joined object is the output a single run would have written; in skip
 mode the parts' rejects are joined too, beside it (OBJECT.rejects.csv).
 
 Exit status: 0 complete, 1 parts missing or inconsistent (the message
-says which), 2 bad usage.
+says which) or FOLDER/ not there, 2 bad usage. Checking creates nothing.
 
 Flags:
 `

@@ -272,7 +272,7 @@ func TestShardedJobLocal(t *testing.T) {
 		{[]string{"merge", parts, parts}, exitUsage, "takes one folder"},
 		{[]string{"merge", "--into", "s3://b/x.csv", parts}, exitUsage, "not in the store of"},
 		{[]string{"merge", "--into", filepath.Join(dir, "parts", "part-00001.csv"), parts}, exitFailure, "would overwrite a part"},
-		{[]string{"merge", filepath.Join(dir, "nothing") + "/"}, exitFailure, "part 0 is missing"},
+		{[]string{"merge", filepath.Join(dir, "nothing") + "/"}, exitFailure, "folder " + filepath.Join(dir, "nothing") + "/ does not exist"},
 		{[]string{"merge", in}, exitUsage, "a folder ends with /"},
 	} {
 		r := momentumEnv(t, nil, nil, tc.args...)
@@ -315,5 +315,45 @@ func TestShardedJobLocal(t *testing.T) {
 	}
 	if got, want := readFile(t, filepath.Join(dir, "mixed.momentum.rejects.csv")), readFile(t, wantRejects); !bytes.Equal(got, want) {
 		t.Errorf("joined rejects differ from the single run's:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestMergeMissingFolder is merge given a local folder that is not there:
+// it says so, naming the folder as given, and creates nothing. An empty
+// folder that exists has no part 0.
+func TestMergeMissingFolder(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"merge", "nosuch/"},
+		{"merge", "--into", "all.csv", "nosuch/"},
+		{"merge", "a/b/"},
+	} {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
+		r := runCmd(t, cmd, nil, nil)
+		folder := args[len(args)-1]
+		if want := "momentum merge: folder " + folder + " does not exist\n"; r.code != exitFailure || r.stderr != want || r.stdout != "" {
+			t.Errorf("%q: code %d, stdout %q, stderr %q; want %d, %q", args, r.code, r.stdout, r.stderr, exitFailure, want)
+		}
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) > 0 {
+		t.Errorf("merge created %v (%v)", entries, err)
+	}
+
+	if err := os.Mkdir(filepath.Join(dir, "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ folder, msg string }{
+		{"empty/", "part 0 is missing"},
+		{"file/", "file/ is not a folder"},
+	} {
+		cmd := exec.Command(bin, "merge", tc.folder)
+		cmd.Dir = dir
+		if r := runCmd(t, cmd, nil, nil); r.code != exitFailure || !strings.Contains(r.stderr, tc.msg) {
+			t.Errorf("merge %s: code %d, %q; want %d, %q", tc.folder, r.code, r.stderr, exitFailure, tc.msg)
+		}
 	}
 }
