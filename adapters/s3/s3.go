@@ -73,7 +73,10 @@ type Store struct {
 	maxParts    int // MaxParts; less in tests
 }
 
-var _ compute.Store = (*Store)(nil)
+var (
+	_ compute.Store   = (*Store)(nil)
+	_ compute.Locator = (*Store)(nil)
+)
 
 // An Option tunes a Store.
 type Option func(*Store)
@@ -127,6 +130,10 @@ func NewFromClient(client *s3.Client, bucket string, opts ...Option) *Store {
 	}
 	return s
 }
+
+// Location returns the s3:// URL of the object at key, for
+// compute.Locator.
+func (s *Store) Location(key string) string { return "s3://" + s.bucket + "/" + key }
 
 // checkKey refuses keys that S3 would: empty, longer than 1024 bytes, or
 // not UTF-8.
@@ -622,7 +629,7 @@ func (s *Store) wrap(op, key string, err error, precondition error) error {
 	if errors.As(err, &se) {
 		return err
 	}
-	return &compute.StoreError{Op: op, URL: "s3://" + s.bucket + "/" + key, Kind: kind(err, precondition), Err: err, Detail: detail(err)}
+	return &compute.StoreError{Op: op, URL: s.Location(key), Kind: kind(err, precondition), Err: err, Detail: detail(err)}
 }
 
 // detail is the short form of an SDK error.

@@ -111,6 +111,24 @@ func (c *clouds) store(loc string) (compute.Store, string) {
 	return gcs.NewFromClient(c.gcs, bucket), key
 }
 
+// makeBucket creates the bucket of a location, unless it exists.
+func (c *clouds) makeBucket(t *testing.T, loc string) {
+	t.Helper()
+	scheme, bucket, _, _ := splitURL(loc)
+	ctx := context.Background()
+	var err error
+	if scheme == "s3" {
+		if _, err = c.s3.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: &bucket}); err != nil {
+			_, err = c.s3.CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: &bucket})
+		}
+	} else if _, err = c.gcs.Bucket(bucket).Attrs(ctx); err != nil {
+		err = c.gcs.Bucket(bucket).Create(ctx, "test", nil)
+	}
+	if err != nil {
+		t.Fatalf("create the bucket of %s: %v", loc, err)
+	}
+}
+
 func (c *clouds) put(t *testing.T, loc string, data []byte) {
 	t.Helper()
 	store, key := c.store(loc)

@@ -82,7 +82,7 @@ func runMerge(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		version = m.ETag
 	}
 	fmt.Fprintf(stdout, "%s: %d parts of %s (version %s, %d bytes): %d rows, %d rejected, %d bytes of output\n",
-		folder, len(res.Manifests), m.Input, version, m.Size, res.Rows, res.Rejected, res.Bytes)
+		folder, len(res.Manifests), m.InputName(), version, m.Size, res.Rows, res.Rejected, res.Bytes)
 	if len(res.Rejects) > 0 {
 		fmt.Fprintf(stdout, "rejects in: %s\n", strings.Join(res.Rejects, ", "))
 	}
