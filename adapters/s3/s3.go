@@ -71,6 +71,10 @@ type Store struct {
 	partSize    int // bytes per part of a multipart upload
 	concurrency int // part buffers per writer
 	maxParts    int // MaxParts; less in tests
+
+	// noPartCopy is set once the server has answered that it does not
+	// implement UploadPartCopy: Compose then streams at once.
+	noPartCopy atomic.Bool
 }
 
 var (

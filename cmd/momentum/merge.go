@@ -18,7 +18,9 @@ their manifests): all present, from one run over one version of one input
 with the same settings, tiling the input, each of the size its manifest
 gives. With --into, it then joins them, in order, into one object of the
 same bucket or file system: Cloud Storage compose, S3 multipart copy, or a
-local copy, so the data never comes through this machine from the cloud.
+local copy, so the data does not come through this machine from the
+cloud; an S3-compatible server without multipart copy (such as gofakes3)
+has the parts streamed through instead.
 The joined object is the output a single run would have written; in skip
 mode the parts' rejects are joined too, beside it (OBJECT.rejects.csv).
 
