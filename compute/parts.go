@@ -46,21 +46,25 @@ func ReportKey(prefix string, i int) string { return fmt.Sprintf("%spart-%05d.er
 // A Manifest describes one written part. Merge checks that the parts'
 // manifests agree and tile the input.
 type Manifest struct {
-	Input    string `json:"input"`             // the input's key
-	Version  string `json:"version,omitempty"` // the input version read
-	ETag     string `json:"etag,omitempty"`
-	Size     int64  `json:"size"` // the input's size
-	Shard    int    `json:"shard"`
-	Shards   int    `json:"shards"`
-	Start    int64  `json:"start"` // the input bytes whose records the part holds
-	End      int64  `json:"end"`
-	Part     string `json:"part"`
-	Bytes    int64  `json:"bytes"` // the part's size
-	Header   bool   `json:"header"`
-	Rows     int64  `json:"rows"`
-	Rejected int64  `json:"rejected"`
-	Rejects  string `json:"rejects,omitempty"`
-	Settings string `json:"settings"` // the options that shape the output
+	Input string `json:"input"` // the input's key in its store
+	// InputLocation is the input's full location (see Locator): keys
+	// repeat from bucket to bucket. Empty when the input's store is not
+	// a Locator, and in manifests written before it was recorded.
+	InputLocation string `json:"inputLocation,omitempty"`
+	Version       string `json:"version,omitempty"` // the input version read
+	ETag          string `json:"etag,omitempty"`
+	Size          int64  `json:"size"` // the input's size
+	Shard         int    `json:"shard"`
+	Shards        int    `json:"shards"`
+	Start         int64  `json:"start"` // the input bytes whose records the part holds
+	End           int64  `json:"end"`
+	Part          string `json:"part"`
+	Bytes         int64  `json:"bytes"` // the part's size
+	Header        bool   `json:"header"`
+	Rows          int64  `json:"rows"`
+	Rejected      int64  `json:"rejected"`
+	Rejects       string `json:"rejects,omitempty"`
+	Settings      string `json:"settings"` // the options that shape the output
 }
 
 // settings is the canonical text of the options that shape the output,
@@ -111,6 +115,9 @@ func (j *ShardJob) Run(ctx context.Context) (JobResult, error) {
 	}
 	want := Manifest{Input: j.InputKey, Version: info.Version, ETag: info.ETag, Size: info.Size,
 		Shard: i, Shards: j.Shard.Count, Settings: j.Options.settings()}
+	if l, ok := j.Input.(Locator); ok {
+		want.InputLocation = l.Location(j.InputKey)
+	}
 
 	// A retried task whose part was complete finds its manifest.
 	if m, err := ReadManifest(ctx, j.Output, ManifestKey(j.Prefix, i)); err == nil {
@@ -176,8 +183,32 @@ func (j *ShardJob) fail(ctx context.Context, cause error) (JobResult, error) {
 // sameRun reports whether m is the manifest want would become: the same
 // input version, shard and settings.
 func (m *Manifest) sameRun(want Manifest) bool {
-	return m.Input == want.Input && m.Version == want.Version && m.ETag == want.ETag && m.Size == want.Size &&
-		m.Shard == want.Shard && m.Shards == want.Shards && m.Settings == want.Settings
+	return m.sameInput(&want) && m.Shard == want.Shard && m.Shards == want.Shards && m.Settings == want.Settings
+}
+
+// sameInput reports whether m and o describe one version of one input.
+func (m *Manifest) sameInput(o *Manifest) bool {
+	return m.Input == o.Input && m.InputLocation == o.InputLocation && m.Version == o.Version &&
+		m.ETag == o.ETag && m.Size == o.Size
+}
+
+// InputName names the manifest's input: its location, or its key when
+// the manifest records no location.
+func (m *Manifest) InputName() string {
+	if m.InputLocation != "" {
+		return m.InputLocation
+	}
+	return m.Input
+}
+
+// isInput reports whether the object at key in s may be the manifest's
+// input. Without both locations to compare, s is taken to be the input's
+// store, so that a key alike is refused rather than overwritten.
+func (m *Manifest) isInput(s Store, key string) bool {
+	if l, ok := s.(Locator); ok && m.InputLocation != "" {
+		return l.Location(key) == m.InputLocation
+	}
+	return key == m.Input
 }
 
 // ReadManifest reads the manifest at key.
@@ -385,8 +416,8 @@ func CheckParts(ctx context.Context, s Store, prefix string) (MergeResult, error
 		case m.Shard != i || m.Shards != n:
 			problems = append(problems, fmt.Sprintf("part %d: manifest says shard %d of %d", i, m.Shard, m.Shards))
 			continue
-		case m.Input != first.Input || m.Version != first.Version || m.ETag != first.ETag || m.Size != first.Size:
-			problems = append(problems, fmt.Sprintf("part %d: read %s version %q (%d bytes), part 0 read %s version %q (%d bytes): the input changed between tasks", i, m.Input, m.Version+m.ETag, m.Size, first.Input, first.Version+first.ETag, first.Size))
+		case !m.sameInput(first):
+			problems = append(problems, fmt.Sprintf("part %d: read %s version %q (%d bytes), part 0 read %s version %q (%d bytes): the input changed between tasks", i, m.InputName(), m.Version+m.ETag, m.Size, first.InputName(), first.Version+first.ETag, first.Size))
 			continue
 		case m.Settings != first.Settings:
 			problems = append(problems, fmt.Sprintf("part %d: written with settings %s, part 0 with %s", i, m.Settings, first.Settings))
@@ -468,8 +499,14 @@ func Merge(ctx context.Context, s Store, prefix, into, rejectsInto string) (Merg
 	var rejects []string
 	for i, m := range res.Manifests {
 		for _, dst := range []string{into, rejectsInto} {
-			if dst != "" && (dst == m.Part || dst == m.Input || dst == ManifestKey(prefix, i) || dst == m.Rejects) {
-				return res, fmt.Errorf("compute: merging into %s would overwrite a part or the input", dst)
+			switch {
+			case dst == "":
+			case dst == m.Part || dst == ManifestKey(prefix, i) || dst == m.Rejects:
+				return res, fmt.Errorf("compute: merging into %s would overwrite part %d", Location(s, dst), i)
+			case m.isInput(s, dst) && m.InputLocation == "":
+				return res, fmt.Errorf("compute: merging into %s might overwrite the input: the parts' manifests name it by its key alone, %s, not its bucket; run the tasks again with this version of momentum to record it, or merge into another name", Location(s, dst), m.Input)
+			case m.isInput(s, dst):
+				return res, fmt.Errorf("compute: merging into %s would overwrite the input", Location(s, dst))
 			}
 		}
 		parts[i] = m.Part

@@ -265,3 +265,76 @@ func TestShardJobAlreadyProcessed(t *testing.T) {
 		t.Fatalf("merge: %v", err)
 	}
 }
+
+// TestMergeBesideTheInput is the scale-out recipe: the input
+// gs://in/big.csv, the parts in gs://out/big/, joined into
+// gs://out/big.csv. The input and the joined object share a key but not a
+// bucket, so the join overwrites nothing; into the input's own key in its
+// own bucket, it is refused.
+func TestMergeBesideTheInput(t *testing.T) {
+	ctx := context.Background()
+	in, want := particles(t)
+	inStore, _ := shardStore(t, "")
+	storetest.Put(t, inStore, "big.csv", []byte(in))
+	outStore, _ := shardStore(t, "")
+	for i := range 3 {
+		j := &compute.ShardJob{Input: inStore, InputKey: "big.csv", Output: outStore, Prefix: "big/",
+			Shard: compute.Shard{Index: i, Count: 3}}
+		if r, err := j.Run(ctx); err != nil || r.Outcome != compute.Done {
+			t.Fatalf("shard %d: %+v, %v", i, r, err)
+		}
+	}
+	if _, err := compute.Merge(ctx, outStore, "big/", "big.csv", "big.rejects.csv"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := read(t, outStore, "big.csv"); got != want {
+		t.Fatalf("merged:\n%s", got)
+	}
+	if got, _ := read(t, inStore, "big.csv"); got != in {
+		t.Fatalf("the input changed:\n%s", got)
+	}
+	m, err := compute.ReadManifest(ctx, outStore, compute.ManifestKey("big/", 2))
+	if err != nil || m.Input != "big.csv" || m.InputLocation != inStore.Location("big.csv") || m.InputName() != m.InputLocation {
+		t.Fatalf("manifest %+v, %v: want the input's key and location", m, err)
+	}
+
+	// Manifests written before the location was recorded give the key
+	// alone: the input might be in this bucket, so its key is refused.
+	for i := range 3 {
+		m, _ := compute.ReadManifest(ctx, outStore, compute.ManifestKey("big/", i))
+		m.InputLocation = ""
+		putJSON(t, outStore, compute.ManifestKey("big/", i), m)
+	}
+	if _, err := compute.Merge(ctx, outStore, "big/", "big.csv", ""); err == nil || !strings.Contains(err.Error(), "by its key alone, big.csv, not its bucket") {
+		t.Errorf("merge of old manifests into the input's key: %v, want a refusal", err)
+	}
+	if _, err := compute.Merge(ctx, outStore, "big/", "other.csv", ""); err != nil {
+		t.Errorf("merge of old manifests into another key: %v", err)
+	}
+	// A task run again records the location.
+	j := &compute.ShardJob{Input: inStore, InputKey: "big.csv", Output: outStore, Prefix: "big/", Shard: compute.Shard{Index: 1, Count: 3}}
+	if r, err := j.Run(ctx); err != nil || r.Outcome != compute.Done {
+		t.Fatalf("shard 1 again: %+v, %v", r, err)
+	}
+	if m, _ := compute.ReadManifest(ctx, outStore, compute.ManifestKey("big/", 1)); m.InputLocation == "" {
+		t.Error("shard 1 run again: no input location")
+	}
+
+	// The parts beside the input, in its store.
+	for i := range 2 {
+		j := &compute.ShardJob{Input: inStore, InputKey: "big.csv", Output: inStore, Prefix: "big/",
+			Shard: compute.Shard{Index: i, Count: 2}}
+		if r, err := j.Run(ctx); err != nil || r.Outcome != compute.Done {
+			t.Fatalf("shard %d: %+v, %v", i, r, err)
+		}
+	}
+	for _, into := range []string{"big.csv", "big/part-00001.csv", "big/part-00000.json"} {
+		_, err := compute.Merge(ctx, inStore, "big/", into, "")
+		if err == nil || !strings.Contains(err.Error(), "would overwrite") {
+			t.Errorf("merge into %s: %v, want a refusal", into, err)
+		}
+	}
+	if got, _ := read(t, inStore, "big.csv"); got != in {
+		t.Fatalf("the input changed:\n%s", got)
+	}
+}

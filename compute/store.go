@@ -28,6 +28,16 @@ type Store interface {
 	NewWriter(ctx context.Context, key string, opts WriteOptions) (io.WriteCloser, error)
 }
 
+// A Locator is a Store that can name its objects in full. Keys repeat
+// from store to store (big.csv in two buckets); locations do not, so two
+// objects are the same only when their locations are.
+type Locator interface {
+	// Location returns the full location of the object at key: a URL
+	// such as s3://bucket/key or gs://bucket/object, or a file's
+	// absolute path.
+	Location(key string) string
+}
+
 // ReadOptions select what NewReader reads.
 type ReadOptions struct {
 	// Version, when set, reads exactly that version of the object (an S3
@@ -112,4 +122,13 @@ func (e *StoreError) Unwrap() []error {
 		return []error{e.Err}
 	}
 	return []error{e.Kind, e.Err}
+}
+
+// Location returns the full location of the object at key in s when s is
+// a Locator, and the key otherwise.
+func Location(s Store, key string) string {
+	if l, ok := s.(Locator); ok {
+		return l.Location(key)
+	}
+	return key
 }

@@ -68,7 +68,10 @@ type Store struct {
 	owned  bool   // Close closes client
 }
 
-var _ compute.Store = (*Store)(nil)
+var (
+	_ compute.Store   = (*Store)(nil)
+	_ compute.Locator = (*Store)(nil)
+)
 
 // New returns a store for bucket, with a client of its own made by
 // storage.NewClient from opts (credentials, endpoint, HTTP client). Close
@@ -117,6 +120,9 @@ func (s *Store) Close() error {
 
 // URL returns the gs:// URL of the object at key.
 func (s *Store) URL(key string) string { return "gs://" + s.name + "/" + key }
+
+// Location is URL, for compute.Locator.
+func (s *Store) Location(key string) string { return s.URL(key) }
 
 // ParseURL splits a gs://bucket/object URL into bucket and object name.
 // The name is kept as written: "%2B" stays three characters.

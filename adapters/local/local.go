@@ -36,9 +36,13 @@ import (
 type Store struct {
 	root   *os.Root // where keys resolve
 	rooted bool     // keys are cloud-style names confined to root
+	dir    string   // root's absolute path, when rooted
 }
 
-var _ compute.Store = (*Store)(nil)
+var (
+	_ compute.Store   = (*Store)(nil)
+	_ compute.Locator = (*Store)(nil)
+)
 
 // NewStore returns a store whose keys are names under dir. With dir ""
 // keys are plain paths, absolute or relative to the working directory.
@@ -50,11 +54,28 @@ func NewStore(dir string) (*Store, error) {
 		}
 		return &Store{root: root}, nil
 	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, mapError(err)
 	}
-	return &Store{root: root, rooted: true}, nil
+	return &Store{root: root, rooted: true, dir: abs}, nil
+}
+
+// Location returns the absolute path of the file at key, for
+// compute.Locator: with a root, key's name under it; without, key made
+// absolute against the working directory.
+func (s *Store) Location(key string) string {
+	if s.rooted {
+		return filepath.Join(s.dir, filepath.FromSlash(key))
+	}
+	if abs, err := filepath.Abs(key); err == nil {
+		return abs
+	}
+	return key
 }
 
 // Close releases the store's directory handle.

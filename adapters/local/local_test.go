@@ -157,3 +157,28 @@ func TestRootConfinesKeys(t *testing.T) {
 		t.Errorf("link.csv = %q", got)
 	}
 }
+
+// TestLocation checks that a file's location is its absolute path, the
+// same however the key spells it.
+func TestLocation(t *testing.T) {
+	dir := t.TempDir()
+	rooted, err := NewStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rooted.Close()
+	if got, want := rooted.Location("runs/a.csv"), filepath.Join(dir, "runs", "a.csv"); got != want {
+		t.Errorf("rooted: %q, want %q", got, want)
+	}
+	plain, err := NewStore("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	t.Chdir(dir)
+	for _, key := range []string{"a.csv", "./a.csv", "runs/../a.csv", filepath.Join(dir, "a.csv")} {
+		if got, want := plain.Location(key), filepath.Join(dir, "a.csv"); got != want {
+			t.Errorf("plain %q: %q, want %q", key, got, want)
+		}
+	}
+}

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/momentum-run/momentum/compute"
 )
@@ -32,6 +34,14 @@ const (
 // at a time. Each source is pinned to the ETag it had when Compose
 // began. dst is replaced if it exists (created only if absent with
 // opts.IfNotExists); nothing is left of a failed compose.
+//
+// Sources under 5 MiB in all are streamed through the caller instead,
+// into a write like any other: as many bytes in memory as a writer
+// holds, its parts made larger when the total needs more than MaxParts.
+// So are the sources on a server that does not implement UploadPartCopy
+// (it answers 501 NotImplemented, or, as gofakes3 v1.2.0 does, 411
+// MissingContentLength); the Store then streams from its first such
+// answer on. S3 itself copies.
 func (s *Store) Compose(ctx context.Context, dst string, srcs []string, opts compute.WriteOptions) error {
 	if err := s.checkKey(dst); err != nil {
 		return err
@@ -48,10 +58,19 @@ func (s *Store) Compose(ctx context.Context, dst string, srcs []string, opts com
 		}
 		infos[i], total = info, total+info.Size
 	}
-	if total < minPartSize {
-		return compute.ComposeByCopy(ctx, s, dst, srcs, opts)
+	if total >= minPartSize && !s.noPartCopy.Load() {
+		unsupported, err := s.copyParts(ctx, dst, srcs, infos, total, opts)
+		if !unsupported {
+			return err
+		}
+		s.noPartCopy.Store(true)
 	}
+	return s.stream(ctx, dst, srcs, infos, total, opts)
+}
 
+// copyParts is Compose by UploadPartCopy. It reports whether the server
+// answered that it cannot copy parts, once the upload is aborted.
+func (s *Store) copyParts(ctx context.Context, dst string, srcs []string, infos []compute.ObjectInfo, total int64, opts compute.WriteOptions) (unsupported bool, err error) {
 	c := &composer{s: s, ctx: ctx, dst: dst}
 	in := &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &dst}
 	if opts.ContentType != "" {
@@ -59,14 +78,14 @@ func (s *Store) Compose(ctx context.Context, dst string, srcs []string, opts com
 	}
 	out, err := s.client.CreateMultipartUpload(ctx, in)
 	if err != nil {
-		return s.wrap("compose", dst, err, compute.ErrExists)
+		return false, s.wrap("compose", dst, err, compute.ErrExists)
 	}
 	c.id = aws.ToString(out.UploadId)
 	if err := c.run(srcs, infos, total); err != nil {
 		if aerr := s.abortUploadOf(dst, c.id); aerr != nil {
-			err = errors.Join(err, aerr)
+			return false, errors.Join(err, aerr)
 		}
-		return err
+		return errors.Is(err, errNoPartCopy), err
 	}
 	done := &s3.CompleteMultipartUploadInput{Bucket: &s.bucket, Key: &dst, UploadId: &c.id,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: c.parts}}
@@ -78,9 +97,56 @@ func (s *Store) Compose(ctx context.Context, dst string, srcs []string, opts com
 		if aerr := s.abortUploadOf(dst, c.id); aerr != nil {
 			err = errors.Join(err, aerr)
 		}
+		return false, err
+	}
+	return false, nil
+}
+
+// stream is Compose through the caller: it reads the sources, each
+// pinned to its ETag, into one writer. The writer's parts are made large
+// enough for total bytes to fit in its part limit.
+func (s *Store) stream(ctx context.Context, dst string, srcs []string, infos []compute.ObjectInfo, total int64, opts compute.WriteOptions) error {
+	ws := s
+	if need := (total + int64(s.maxParts) - 1) / int64(s.maxParts); need > int64(s.partSize) {
+		ws = NewFromClient(s.client, s.bucket, WithPartSize(int(min(need, MaxPartSize))), WithConcurrency(s.concurrency))
+		ws.maxParts = s.maxParts
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := ws.NewWriter(wctx, dst, opts)
+	if err != nil {
 		return err
 	}
-	return nil
+	for i, src := range srcs {
+		r, _, err := s.NewReader(ctx, src, compute.ReadOptions{ETag: infos[i].ETag})
+		if err == nil {
+			_, err = io.Copy(w, r)
+			r.Close()
+		}
+		if err != nil {
+			cancel()
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// errNoPartCopy marks a server's answer that it cannot copy a part.
+var errNoPartCopy = errors.New("the server does not implement UploadPartCopy")
+
+// noPartCopy reports whether err is an answer to UploadPartCopy from a
+// server that does not implement it: 501 NotImplemented, or 411
+// MissingContentLength from one that took the copy for an upload of a
+// part without a body, as gofakes3 v1.2.0 does. S3 itself answers
+// neither: a copy needs no body.
+func noPartCopy(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && (ae.ErrorCode() == "NotImplemented" || ae.ErrorCode() == "MissingContentLength") {
+		return true
+	}
+	code := statusOf(err)
+	return code == http.StatusNotImplemented || code == http.StatusLengthRequired
 }
 
 // composer builds one composed object's parts.
@@ -148,13 +214,18 @@ func (c *composer) copy(src, etag string, off, n int64) error {
 		CopySourceIfMatch: nonEmpty(etag),
 	})
 	if err != nil {
-		return c.s.wrap("compose", c.dst, err, compute.ErrNotFound)
+		err = c.s.wrap("compose", c.dst, err, compute.ErrNotFound)
+		if noPartCopy(err) {
+			err = fmt.Errorf("%w: %w", errNoPartCopy, err)
+		}
+		return err
 	}
-	var tag *string
-	if out.CopyPartResult != nil {
-		tag = out.CopyPartResult.ETag
+	if out.CopyPartResult == nil || aws.ToString(out.CopyPartResult.ETag) == "" {
+		// An answer to an upload of a part, not to a copy: the server
+		// ignored the copy source.
+		return fmt.Errorf("%w: compose s3://%s/%s: UploadPartCopy answered without a CopyPartResult", errNoPartCopy, c.s.bucket, c.dst)
 	}
-	c.parts = append(c.parts, types.CompletedPart{PartNumber: num, ETag: tag})
+	c.parts = append(c.parts, types.CompletedPart{PartNumber: num, ETag: out.CopyPartResult.ETag})
 	return nil
 }
 

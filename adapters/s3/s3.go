@@ -71,9 +71,16 @@ type Store struct {
 	partSize    int // bytes per part of a multipart upload
 	concurrency int // part buffers per writer
 	maxParts    int // MaxParts; less in tests
+
+	// noPartCopy is set once the server has answered that it does not
+	// implement UploadPartCopy: Compose then streams at once.
+	noPartCopy atomic.Bool
 }
 
-var _ compute.Store = (*Store)(nil)
+var (
+	_ compute.Store   = (*Store)(nil)
+	_ compute.Locator = (*Store)(nil)
+)
 
 // An Option tunes a Store.
 type Option func(*Store)
@@ -127,6 +134,10 @@ func NewFromClient(client *s3.Client, bucket string, opts ...Option) *Store {
 	}
 	return s
 }
+
+// Location returns the s3:// URL of the object at key, for
+// compute.Locator.
+func (s *Store) Location(key string) string { return "s3://" + s.bucket + "/" + key }
 
 // checkKey refuses keys that S3 would: empty, longer than 1024 bytes, or
 // not UTF-8.
@@ -622,7 +633,7 @@ func (s *Store) wrap(op, key string, err error, precondition error) error {
 	if errors.As(err, &se) {
 		return err
 	}
-	url := "s3://" + s.bucket + "/" + key
+	url := s.Location(key)
 	var ae smithy.APIError
 	if errors.As(err, &ae) && ae.ErrorCode() == "NoSuchBucket" {
 		return &compute.StoreError{Op: op, URL: url, Kind: compute.ErrBucketNotFound, Err: &compute.BucketNotFoundError{Bucket: s.bucket, Err: err}}

@@ -143,6 +143,8 @@ func operation(r *http.Request) string {
 		return "CreateMultipartUpload"
 	case q.Has("uploads"):
 		return "ListMultipartUploads"
+	case q.Has("uploadId") && r.Method == http.MethodPut && r.Header.Get("X-Amz-Copy-Source") != "":
+		return "UploadPartCopy"
 	case q.Has("uploadId") && r.Method == http.MethodPut:
 		return "UploadPart"
 	case q.Has("uploadId") && r.Method == http.MethodPost:
@@ -418,12 +420,102 @@ func TestGofakes3Gaps(t *testing.T) {
 		t.Errorf("gofakes3 now honours If-None-Match on CompleteMultipartUpload (%v): drop it from the conditions middleware", err)
 	}
 
+	// Not implemented: UploadPartCopy. gofakes3 takes it for an upload of
+	// a part and refuses it for its lack of a body; Compose streams then.
+	// storetest.S3PartCopy adds it, as S3 has it.
+	up, err = c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(testBucket), Key: aws.String("gaps/b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.UploadPartCopy(ctx, &s3.UploadPartCopyInput{Bucket: aws.String(testBucket), Key: aws.String("gaps/b"),
+		UploadId: up.UploadId, PartNumber: aws.Int32(1), CopySource: aws.String(copySource(testBucket, *key))})
+	if statusOf(err) == http.StatusLengthRequired && noPartCopy(err) {
+		t.Logf("gap: gofakes3 answers UploadPartCopy with %v", err)
+	} else {
+		t.Errorf("gofakes3 now answers UploadPartCopy with %v: drop storetest.S3PartCopy if it copies", err)
+	}
+	c.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(testBucket), Key: aws.String("gaps/b"), UploadId: up.UploadId})
+
 	// Wrong, and not covered by the middleware: HeadObject with a versionId
 	// describes the current version. Only a zero-length read of an old
 	// version would notice.
 	head, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(testBucket), Key: key, VersionId: v1.VersionId})
 	if err == nil && aws.ToString(head.VersionId) != aws.ToString(v1.VersionId) {
 		t.Logf("gap: HeadObject of version %s describes version %s", aws.ToString(v1.VersionId), aws.ToString(head.VersionId))
+	}
+}
+
+// TestComposeCopiesParts checks that Compose copies parts on the server
+// when it can: S3's way, here by storetest.S3PartCopy.
+func TestComposeCopiesParts(t *testing.T) {
+	srv := newServer(t, false)
+	st := srv.store()
+	a, b := randBytes(6<<20, 1), randBytes(5<<20, 2)
+	mustPut(t, st, "copy/a", a)
+	mustPut(t, st, "copy/b", b)
+	gets := srv.count("GetObject")
+	if err := st.Compose(context.Background(), "copy/all", []string{"copy/a", "copy/b"}, compute.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.count("UploadPartCopy"); n != 2 || srv.count("GetObject") != gets {
+		t.Errorf("%d parts copied and %d objects read, want 2 and none", n, srv.count("GetObject")-gets)
+	}
+	if got, _, err := get(t, st, "copy/all", compute.ReadOptions{}); err != nil || !bytes.Equal(got, append(a, b...)) {
+		t.Errorf("composed %d bytes, %v", len(got), err)
+	}
+}
+
+// TestComposeWithoutPartCopy runs the compose tests against servers that
+// do not copy parts: gofakes3 as it is (411 MissingContentLength), one
+// that answers 501 NotImplemented, and one that takes the copy for an
+// upload of nothing. Compose streams the sources instead, tries the copy
+// once per store, and leaves no upload behind.
+func TestComposeWithoutPartCopy(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		bare   bool
+		answer func(w http.ResponseWriter, r *http.Request)
+	}{
+		{"Gofakes3", true, nil},
+		{"NotImplemented", false, func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, r, http.StatusNotImplemented, "NotImplemented", "A header you provided implies functionality that is not implemented")
+		}},
+		{"CopySourceIgnored", false, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("ETag", `"d41d8cd98f00b204e9800998ecf8427e"`)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t, tc.bare)
+			if tc.answer != nil {
+				srv.setFault(func(w http.ResponseWriter, r *http.Request, op string, n int, next http.Handler) bool {
+					if op != "UploadPartCopy" {
+						return false
+					}
+					tc.answer(w, r)
+					return true
+				})
+			}
+			st := srv.store()
+			storetest.RunCompose(t, st, storetest.Options{})
+			if n := srv.count("UploadPartCopy"); n != 1 {
+				t.Errorf("%d UploadPartCopy requests, want 1: the first answer tells", n)
+			}
+			srv.assertNoUploads(t)
+
+			// Parts grow when the total needs more than the part limit.
+			st = srv.store(WithPartSize(MinPartSize), WithConcurrency(2))
+			st.maxParts = 3
+			a, b := randBytes(2*MinPartSize, 3), randBytes(2*MinPartSize+1, 4)
+			mustPut(t, st, "grow/a", a)
+			mustPut(t, st, "grow/b", b)
+			if err := st.Compose(context.Background(), "grow/all", []string{"grow/a", "grow/b"}, compute.WriteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if got, _, err := get(t, st, "grow/all", compute.ReadOptions{}); err != nil || !bytes.Equal(got, append(a, b...)) {
+				t.Errorf("composed %d bytes, %v", len(got), err)
+			}
+			srv.assertNoUploads(t)
+		})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -34,7 +35,8 @@ import (
 
 // clouds is an S3 server (gofakes3) and a Cloud Storage server
 // (fake-gcs-server), both in memory on loopback, with the buckets "in" and
-// "out" on each, and the real SDK clients the test uses to look at them.
+// "out" on each (made on first use on the plain S3 one), and the real SDK
+// clients the test uses to look at them.
 // The binary under test reaches them through AWS_ENDPOINT_URL_S3 and
 // STORAGE_EMULATOR_HOST, as it would any S3 or GCS endpoint.
 type clouds struct {
@@ -44,17 +46,36 @@ type clouds struct {
 	gcs     *storage.Client
 }
 
+// startClouds starts the two emulators, with gofakes3 wrapped in
+// storetest.S3PartCopy: the UploadPartCopy that real S3 has and gofakes3
+// v1.2.0 lacks, so merge takes the path it takes on S3.
 func startClouds(t *testing.T) *clouds {
 	t.Helper()
-	c := &clouds{}
-
 	backend := s3mem.New()
 	for _, b := range []string{"in", "out"} {
 		if err := backend.CreateBucket(b); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s3srv := httptest.NewServer(storetest.S3PartCopy(gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server()))
+	return startCloudsWith(t, storetest.S3PartCopy(gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server()))
+}
+
+// startPlainClouds starts the two emulators with gofakes3 as the README
+// runs it (gofakes3 -backend memory -autobucket -quiet), and nothing in
+// front of it: no UploadPartCopy.
+func startPlainClouds(t *testing.T) *clouds {
+	t.Helper()
+	fake := gofakes3.New(s3mem.New(), gofakes3.WithAutoBucket(true), gofakes3.WithLogger(gofakes3.DiscardLog()))
+	return startCloudsWith(t, fake.Server())
+}
+
+// startCloudsWith starts the Cloud Storage emulator, with the buckets "in"
+// and "out", and serves the S3 one with s3Handler.
+func startCloudsWith(t *testing.T, s3Handler http.Handler) *clouds {
+	t.Helper()
+	c := &clouds{}
+
+	s3srv := httptest.NewServer(s3Handler)
 	t.Cleanup(s3srv.Close)
 	c.s3URL = s3srv.URL
 	c.s3 = awss3.New(awss3.Options{
@@ -109,6 +130,24 @@ func (c *clouds) store(loc string) (compute.Store, string) {
 		return s3.NewFromClient(c.s3, bucket), key
 	}
 	return gcs.NewFromClient(c.gcs, bucket), key
+}
+
+// makeBucket creates the bucket of a location, unless it exists.
+func (c *clouds) makeBucket(t *testing.T, loc string) {
+	t.Helper()
+	scheme, bucket, _, _ := splitURL(loc)
+	ctx := context.Background()
+	var err error
+	if scheme == "s3" {
+		if _, err = c.s3.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: &bucket}); err != nil {
+			_, err = c.s3.CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: &bucket})
+		}
+	} else if _, err = c.gcs.Bucket(bucket).Attrs(ctx); err != nil {
+		err = c.gcs.Bucket(bucket).Create(ctx, "test", nil)
+	}
+	if err != nil {
+		t.Fatalf("create the bucket of %s: %v", loc, err)
+	}
 }
 
 func (c *clouds) put(t *testing.T, loc string, data []byte) {

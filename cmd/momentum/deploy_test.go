@@ -151,3 +151,51 @@ func TestDeployExamples(t *testing.T) {
 		}
 	})
 }
+
+// readmeRecipe returns the locations the README's array job example for
+// engine ("CloudRun", "Kubernetes" or "AWSBatch") uses: its input, its
+// output folder, and the object its parts are merged into. The Cloud
+// Run example has the merge step; for the others, which leave it out,
+// it is the same step for their folder. $IN and $OUT become the buckets
+// "in" and "out".
+func readmeRecipe(t *testing.T, engine string) (input, folder, into string) {
+	t.Helper()
+	env := map[string]string{}
+	switch engine {
+	case "CloudRun":
+		block := os.Expand(readmeBlock(t, "sh", "--tasks"), func(v string) string { return strings.ToLower(v) })
+		vars := regexp.MustCompile(`--set-env-vars (\S+)`).FindStringSubmatch(block)
+		merge := regexp.MustCompile(`momentum merge --into (\S+) (\S+)`).FindStringSubmatch(block)
+		if vars == nil || merge == nil {
+			t.Fatalf("no --set-env-vars or merge step in %q", block)
+		}
+		for _, kv := range strings.Split(vars[1], ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+		if env["MOMENTUM_OUTPUT"] != merge[2] {
+			t.Fatalf("the merge step joins %s, the tasks write %s", merge[2], env["MOMENTUM_OUTPUT"])
+		}
+		return env["MOMENTUM_INPUT"], env["MOMENTUM_OUTPUT"], merge[1]
+	case "Kubernetes":
+		var job batchv1.Job
+		if err := yaml.Unmarshal([]byte(readmeBlock(t, "yaml", "completionMode: Indexed")), &job); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range job.Spec.Template.Spec.Containers[0].Env {
+			env[e.Name] = e.Value
+		}
+	case "AWSBatch":
+		var def batch.RegisterJobDefinitionInput
+		if err := json.Unmarshal([]byte(readmeBlock(t, "json", `"jobDefinitionName"`)), &def); err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range def.ContainerProperties.Environment {
+			env[*kv.Name] = *kv.Value
+		}
+	default:
+		t.Fatalf("no README example for %s", engine)
+	}
+	folder = env["MOMENTUM_OUTPUT"]
+	return env["MOMENTUM_INPUT"], folder, strings.TrimSuffix(folder, "/") + ".csv"
+}

@@ -206,7 +206,7 @@ func jobFor(ctx context.Context, stores *storeSet, c *jobConfig) (runner, error)
 		return nil, err
 	}
 	if c.shard != nil {
-		out, prefix, err := stores.locateFolder(ctx, c.output)
+		out, prefix, err := stores.locateOutputFolder(ctx, c.output)
 		if err != nil {
 			return nil, err
 		}

@@ -18,12 +18,14 @@ their manifests): all present, from one run over one version of one input
 with the same settings, tiling the input, each of the size its manifest
 gives. With --into, it then joins them, in order, into one object of the
 same bucket or file system: Cloud Storage compose, S3 multipart copy, or a
-local copy, so the data never comes through this machine from the cloud.
+local copy, so the data does not come through this machine from the
+cloud; an S3-compatible server without multipart copy (such as gofakes3)
+has the parts streamed through instead.
 The joined object is the output a single run would have written; in skip
 mode the parts' rejects are joined too, beside it (OBJECT.rejects.csv).
 
 Exit status: 0 complete, 1 parts missing or inconsistent (the message
-says which), 2 bad usage.
+says which) or FOLDER/ not there, 2 bad usage. Checking creates nothing.
 
 Flags:
 `
@@ -82,7 +84,7 @@ func runMerge(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		version = m.ETag
 	}
 	fmt.Fprintf(stdout, "%s: %d parts of %s (version %s, %d bytes): %d rows, %d rejected, %d bytes of output\n",
-		folder, len(res.Manifests), m.Input, version, m.Size, res.Rows, res.Rejected, res.Bytes)
+		folder, len(res.Manifests), m.InputName(), version, m.Size, res.Rows, res.Rejected, res.Bytes)
 	if len(res.Rejects) > 0 {
 		fmt.Fprintf(stdout, "rejects in: %s\n", strings.Join(res.Rejects, ", "))
 	}

@@ -69,9 +69,12 @@ func startTasks(t *testing.T, n int, env func(i int) []string, args ...string) [
 
 // TestShardedJob runs one input as the tasks of a Cloud Run job, a
 // Kubernetes indexed job and an AWS Batch array job, each task a process
-// of the binary with the variables its engine sets, against the Cloud
-// Storage and S3 emulators; then merges. The parts in order, and the
-// merged object, are byte for byte the single run's output.
+// of the binary with the variables its engine sets and the locations the
+// README's example for it uses (input and output in different buckets),
+// against the Cloud Storage and S3 emulators; then merges as the README
+// does, into the output bucket under the input's name. The parts in
+// order, and the merged object, are byte for byte the single run's
+// output.
 func TestShardedJob(t *testing.T) {
 	c := startClouds(t)
 	in := shardInput(24 << 20)
@@ -84,8 +87,6 @@ func TestShardedJob(t *testing.T) {
 		t.Fatalf("single run: %+v", single)
 	}
 	want := single.stdout
-	c.put(t, "gs://in/big.csv", in)
-	c.put(t, "s3://in/big.csv", in)
 
 	parts := func(t *testing.T, folder string, n int) string {
 		t.Helper()
@@ -114,23 +115,42 @@ func TestShardedJob(t *testing.T) {
 		}
 	}
 
-	engines := []struct {
+	type engine struct {
 		name, input, folder, into string
 		n                         int
 		env                       func(i int) []string
 		args                      []string
-	}{
-		{"CloudRun", "gs://in/big.csv", "gs://out/cloudrun/", "gs://out/cloudrun.csv", 3, func(i int) []string {
-			return c.env("CLOUD_RUN_JOB=momentum", "CLOUD_RUN_EXECUTION=momentum-x1", fmt.Sprintf("CLOUD_RUN_TASK_INDEX=%d", i),
-				"CLOUD_RUN_TASK_COUNT=3", "MOMENTUM_INPUT=gs://in/big.csv", "MOMENTUM_OUTPUT=gs://out/cloudrun/")
-		}, nil},
-		{"AWSBatch", "s3://in/big.csv", "s3://out/batch/", "s3://out/batch.csv", 4, func(i int) []string {
-			return c.env(fmt.Sprintf("AWS_BATCH_JOB_ARRAY_INDEX=%d", i), "AWS_BATCH_JOB_ARRAY_SIZE=4",
-				"MOMENTUM_INPUT=s3://in/big.csv", "MOMENTUM_OUTPUT=s3://out/batch/")
-		}, []string{"job"}},
+	}
+	readme := func(name string, n int, vars func(i int) []string, args ...string) engine {
+		input, folder, into := readmeRecipe(t, name)
+		env := func(i int) []string {
+			return c.env(append(vars(i), "MOMENTUM_INPUT="+input, "MOMENTUM_OUTPUT="+folder)...)
+		}
+		return engine{name, input, folder, into, n, env, args}
+	}
+	engines := []engine{
+		readme("CloudRun", 3, func(i int) []string {
+			return []string{"CLOUD_RUN_JOB=momentum-big", "CLOUD_RUN_EXECUTION=momentum-big-x1",
+				fmt.Sprintf("CLOUD_RUN_TASK_INDEX=%d", i), "CLOUD_RUN_TASK_COUNT=3"}
+		}),
+		readme("AWSBatch", 4, func(i int) []string {
+			return []string{fmt.Sprintf("AWS_BATCH_JOB_ARRAY_INDEX=%d", i), "AWS_BATCH_JOB_ARRAY_SIZE=4"}
+		}, "job"),
+		readme("Kubernetes", 5, func(i int) []string {
+			return []string{fmt.Sprintf("JOB_COMPLETION_INDEX=%d", i), "MOMENTUM_SHARDS=5"}
+		}, "job"),
 		{"KubernetesAcrossClouds", "gs://in/big.csv", "s3://out/k8s/", "s3://out/k8s.csv", 5, func(i int) []string {
 			return c.env(fmt.Sprintf("JOB_COMPLETION_INDEX=%d", i), "MOMENTUM_SHARDS=5")
 		}, []string{"job", "--input", "gs://in/big.csv", "--output", "s3://out/k8s/"}},
+	}
+	inputs := map[string]bool{}
+	for _, e := range engines {
+		c.makeBucket(t, e.input)
+		c.makeBucket(t, e.folder)
+		if !inputs[e.input] {
+			c.put(t, e.input, in)
+			inputs[e.input] = true
+		}
 	}
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
@@ -139,40 +159,45 @@ func TestShardedJob(t *testing.T) {
 				t.Fatalf("the parts in order differ from the single run (%d bytes, want %d)", len(got), len(want))
 			}
 			r := momentumEnv(t, c.env(), nil, "merge", "--into", e.into, e.folder)
-			if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("%d parts of big.csv", e.n)) {
+			if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("%d parts of %s", e.n, e.input)) {
 				t.Fatalf("merge: %+v", r)
 			}
 			if got, err := c.get(t, e.into); err != nil || string(got) != want {
 				t.Fatalf("merged object differs from the single run (%d bytes, %v)", len(got), err)
 			}
+			if got, err := c.get(t, e.input); err != nil || !bytes.Equal(got, in) {
+				t.Fatalf("the input changed (%d bytes, %v)", len(got), err)
+			}
 			// The engine runs every task again: each finds its part done.
 			checkTasks(t, startTasks(t, e.n, e.env, e.args...), "duplicate")
 		})
 	}
+	cloudRun, batch := engines[0], engines[1]
 
 	t.Run("TaskRetried", func(t *testing.T) {
 		// Task 1 died after writing its part, before its manifest.
-		c.put(t, "gs://out/cloudrun/part-00001.csv", []byte("a torn part"))
-		c.del(t, "gs://out/cloudrun/part-00001.json")
-		r := momentumEnv(t, engines[0].env(1), nil)
+		c.put(t, cloudRun.folder+"part-00001.csv", []byte("a torn part"))
+		c.del(t, cloudRun.folder+"part-00001.json")
+		r := momentumEnv(t, cloudRun.env(1), nil)
 		if l := lastJobLog(t, r.stderr); r.code != 0 || l.Outcome != "done" {
 			t.Fatalf("retried task: %+v", r)
 		}
-		if r := momentumEnv(t, c.env(), nil, "merge", "gs://out/cloudrun/"); r.code != 0 {
+		if r := momentumEnv(t, c.env(), nil, "merge", cloudRun.folder); r.code != 0 {
 			t.Fatalf("merge: %+v", r)
 		}
-		if got := parts(t, "gs://out/cloudrun/", 3); got != want {
+		if got := parts(t, cloudRun.folder, 3); got != want {
 			t.Fatal("parts differ after the retry")
 		}
 	})
 
 	t.Run("MergeIncomplete", func(t *testing.T) {
-		c.del(t, "s3://out/batch/part-00002.json")
-		r := momentumEnv(t, c.env(), nil, "merge", "--into", "s3://out/batch2.csv", "s3://out/batch/")
+		c.del(t, batch.folder+"part-00002.json")
+		into := strings.TrimSuffix(batch.folder, "/") + "-2.csv"
+		r := momentumEnv(t, c.env(), nil, "merge", "--into", into, batch.folder)
 		if r.code != exitFailure || !strings.Contains(r.stderr, "1 of 4 parts missing: 2") {
 			t.Fatalf("merge of incomplete parts: %+v", r)
 		}
-		if _, err := c.get(t, "s3://out/batch2.csv"); err == nil {
+		if _, err := c.get(t, into); err == nil {
 			t.Fatal("merged despite a missing part")
 		}
 	})
@@ -237,8 +262,10 @@ func (c *clouds) del(t *testing.T, loc string) {
 	}
 }
 
-// TestShardedJobLocal is the README's local example: two tasks on a file,
-// then merge into one, which is the single run's output.
+// TestShardedJobLocal runs the README's local example as written, in a
+// folder holding big.csv: two tasks, then merge into one file, which is
+// the single run's output. Then two attempts of a task at once, and
+// merge's refusals.
 func TestShardedJobLocal(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "big.csv")
@@ -246,7 +273,42 @@ func TestShardedJobLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := momentum(t, nil, in).stdout
-	parts := filepath.Join(dir, "parts") + "/"
+	var background []*exec.Cmd
+	var outputs []*bytes.Buffer
+	for _, line := range strings.Split(readmeBlock(t, "sh", "momentum job --shard 0/2"), "\n") {
+		args := strings.Fields(line)
+		switch {
+		case len(args) == 0:
+		case args[0] == "wait":
+			for i, cmd := range background {
+				if err := cmd.Wait(); err != nil {
+					t.Fatalf("%q: %v\n%s", cmd.Args, err, outputs[i])
+				}
+			}
+			background, outputs = nil, nil
+		case args[0] == "momentum" && args[len(args)-1] == "&":
+			cmd := exec.Command(bin, args[1:len(args)-1]...)
+			out := &bytes.Buffer{}
+			cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, cleanEnv(), out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			background, outputs = append(background, cmd), append(outputs, out)
+		case args[0] == "momentum":
+			cmd := exec.Command(bin, args[1:]...)
+			cmd.Dir = dir
+			if r := runCmd(t, cmd, nil, nil); r.code != 0 || !strings.Contains(r.stdout, "2 parts of "+in) {
+				t.Fatalf("%q: %+v", line, r)
+			}
+		default:
+			t.Fatalf("README line %q: not a momentum command", line)
+		}
+	}
+	if got := string(readFile(t, filepath.Join(dir, "big.momentum.csv"))); got != want {
+		t.Fatalf("merged file differs from the single run (%d bytes, want %d)", len(got), len(want))
+	}
+
+	parts := filepath.Join(dir, "attempts") + "/"
 	// Two attempts of task 0 at once, as an engine may run them, then task 1.
 	res := startTasks(t, 2, func(int) []string { return nil }, "job", "--input", in, "--output", parts, "--shard", "0/2")
 	res = append(res, startTasks(t, 1, func(int) []string { return nil }, "job", "--input", in, "--output", parts, "--shard", "1/2")...)
@@ -255,7 +317,7 @@ func TestShardedJobLocal(t *testing.T) {
 			t.Fatalf("attempt %d: %+v", i, r)
 		}
 	}
-	into := filepath.Join(dir, "big.momentum.csv")
+	into := filepath.Join(dir, "attempts.csv")
 	r := momentumEnv(t, nil, nil, "merge", "--into", into, parts)
 	if r.code != 0 || !strings.Contains(r.stdout, "2 parts of "+in) || !strings.Contains(r.stdout, "joined into "+into) {
 		t.Fatalf("merge: %+v", r)
@@ -271,8 +333,10 @@ func TestShardedJobLocal(t *testing.T) {
 		{[]string{"merge"}, exitUsage, "takes one folder"},
 		{[]string{"merge", parts, parts}, exitUsage, "takes one folder"},
 		{[]string{"merge", "--into", "s3://b/x.csv", parts}, exitUsage, "not in the store of"},
-		{[]string{"merge", "--into", filepath.Join(dir, "parts", "part-00001.csv"), parts}, exitFailure, "would overwrite a part"},
-		{[]string{"merge", filepath.Join(dir, "nothing") + "/"}, exitFailure, "part 0 is missing"},
+		{[]string{"merge", "--into", filepath.Join(dir, "attempts", "part-00001.csv"), parts}, exitFailure, "would overwrite part 1"},
+		{[]string{"merge", "--into", in, parts}, exitFailure, "merging into " + in + " would overwrite the input"},
+		{[]string{"merge", "--into", filepath.Join(dir, "attempts", "..", "big.csv"), parts}, exitFailure, "would overwrite the input"},
+		{[]string{"merge", filepath.Join(dir, "nothing") + "/"}, exitFailure, "folder " + filepath.Join(dir, "nothing") + "/ does not exist"},
 		{[]string{"merge", in}, exitUsage, "a folder ends with /"},
 	} {
 		r := momentumEnv(t, nil, nil, tc.args...)
@@ -315,5 +379,74 @@ func TestShardedJobLocal(t *testing.T) {
 	}
 	if got, want := readFile(t, filepath.Join(dir, "mixed.momentum.rejects.csv")), readFile(t, wantRejects); !bytes.Equal(got, want) {
 		t.Errorf("joined rejects differ from the single run's:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestMergeMissingFolder is merge given a local folder that is not there:
+// it says so, naming the folder as given, and creates nothing. An empty
+// folder that exists has no part 0.
+func TestMergeMissingFolder(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"merge", "nosuch/"},
+		{"merge", "--into", "all.csv", "nosuch/"},
+		{"merge", "a/b/"},
+	} {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
+		r := runCmd(t, cmd, nil, nil)
+		folder := args[len(args)-1]
+		if want := "momentum merge: folder " + folder + " does not exist\n"; r.code != exitFailure || r.stderr != want || r.stdout != "" {
+			t.Errorf("%q: code %d, stdout %q, stderr %q; want %d, %q", args, r.code, r.stdout, r.stderr, exitFailure, want)
+		}
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) > 0 {
+		t.Errorf("merge created %v (%v)", entries, err)
+	}
+
+	if err := os.Mkdir(filepath.Join(dir, "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ folder, msg string }{
+		{"empty/", "part 0 is missing"},
+		{"file/", "file/ is not a folder"},
+	} {
+		cmd := exec.Command(bin, "merge", tc.folder)
+		cmd.Dir = dir
+		if r := runCmd(t, cmd, nil, nil); r.code != exitFailure || !strings.Contains(r.stderr, tc.msg) {
+			t.Errorf("merge %s: code %d, %q; want %d, %q", tc.folder, r.code, r.stderr, exitFailure, tc.msg)
+		}
+	}
+}
+
+// TestMergePlainGofakes3 merges on the S3 emulator exactly as the README
+// runs it, which answers UploadPartCopy 411 MissingContentLength: merge
+// streams the parts into the joined object instead, and it is byte for
+// byte the single run's output. The parts are large enough (over S3's
+// 5 MiB minimum) that merge tries the copy first.
+func TestMergePlainGofakes3(t *testing.T) {
+	c := startPlainClouds(t)
+	in := shardInput(14 << 20)
+	local := filepath.Join(t.TempDir(), "big.csv")
+	writeFile(t, local, in)
+	want := momentum(t, nil, local).stdout
+	c.put(t, "s3://in/big.csv", in)
+	res := startTasks(t, 2, func(i int) []string {
+		return c.env("MOMENTUM_INPUT=s3://in/big.csv", "MOMENTUM_OUTPUT=s3://out/big/", fmt.Sprintf("MOMENTUM_SHARD=%d/2", i))
+	}, "job")
+	for i, r := range res {
+		if l := lastJobLog(t, r.stderr); r.code != 0 || l.Outcome != "done" {
+			t.Fatalf("task %d: %+v", i, r)
+		}
+	}
+	r := momentumEnv(t, c.env(), nil, "merge", "--into", "s3://out/big.csv", "s3://out/big/")
+	if r.code != 0 || !strings.Contains(r.stdout, "joined into s3://out/big.csv") {
+		t.Fatalf("merge: %+v", r)
+	}
+	if got, err := c.get(t, "s3://out/big.csv"); err != nil || string(got) != want {
+		t.Fatalf("merged object differs from the single run (%d bytes, want %d; %v)", len(got), len(want), err)
 	}
 }

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/momentum-run/momentum/adapters/gcs"
 	"github.com/momentum-run/momentum/adapters/local"
@@ -38,16 +41,37 @@ func (s *storeSet) locate(ctx context.Context, loc string) (compute.Store, strin
 	return store, key, err
 }
 
-// locateFolder returns the store holding a folder (a location ending in
-// /, or a bucket's root) and the key prefix of the objects in it.
+// locateFolder returns the store holding a folder to read (a location
+// ending in /, or a bucket's root) and the key prefix of the objects in
+// it. Reading creates nothing: a local folder must exist.
 func (s *storeSet) locateFolder(ctx context.Context, loc string) (compute.Store, string, error) {
+	return s.folder(ctx, loc, func() error {
+		fi, err := os.Stat(loc)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("folder %s does not exist", loc)
+		case errors.Is(err, syscall.ENOTDIR) || err == nil && !fi.IsDir():
+			return fmt.Errorf("%s is not a folder", loc)
+		}
+		return err
+	})
+}
+
+// locateOutputFolder is locateFolder for a folder to write parts into: a
+// local one is made as needed, as a bucket's prefix needs nothing.
+func (s *storeSet) locateOutputFolder(ctx context.Context, loc string) (compute.Store, string, error) {
+	return s.folder(ctx, loc, func() error { return os.MkdirAll(loc, 0o777) })
+}
+
+// folder is locateFolder and locateOutputFolder, which check or make a
+// local folder with prepare.
+func (s *storeSet) folder(ctx context.Context, loc string, prepare func() error) (compute.Store, string, error) {
 	scheme, bucket, key, ok := splitURL(loc)
 	if !ok {
 		if !strings.HasSuffix(loc, "/") {
 			return nil, "", &usageError{fmt.Sprintf("%q: a folder ends with /", loc)}
 		}
-		// A folder is made as needed, as a bucket's prefix needs nothing.
-		if err := os.MkdirAll(loc, 0o777); err != nil {
+		if err := prepare(); err != nil {
 			return nil, "", err
 		}
 		store, err := s.localFiles()
