@@ -16,9 +16,10 @@
 // (WithUploadConcurrency), each as a temporary object under TempPrefix,
 // and Close composes them into the object (a parallel composite upload;
 // see ParallelWriter); an object of one part goes up in one request, as
-// it is. With an upload concurrency of 1 a writer instead streams one
-// resumable upload in chunks of 8 MiB (see Writer), through one
-// connection and with no temporary objects. Either way memory stays
+// it is. With an upload concurrency of 1, or when the store may not
+// delete objects under TempPrefix, a writer instead streams one resumable
+// upload in chunks of 8 MiB (see Writer), through one connection and with
+// no temporary objects. Either way memory stays
 // bounded however large the object is, the object appears only when Close
 // returns nil, and a failure or the writer's context ending leaves
 // nothing behind.
