@@ -128,7 +128,7 @@ func newFixture(t *testing.T, opts compute.Options) *fixture {
 		t.Fatal(err)
 	}
 	fake.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "data", VersioningEnabled: true})
-	gsrv.Config.Handler = storetest.OneGenerationReadAtATime(fake.HTTPHandler())
+	gsrv.Config.Handler = storetest.GCSCompose(storetest.OneGenerationReadAtATime(fake.HTTPHandler()))
 	gsrv.Start()
 	t.Cleanup(func() { gsrv.Close(); fake.Stop() })
 	hc := &http.Client{Transport: flaky{f: f, next: http.DefaultTransport.(*http.Transport).Clone()}}
@@ -156,8 +156,15 @@ func newFixture(t *testing.T, opts compute.Options) *fixture {
 // outputs are the names of the objects under the output prefix.
 func (f *fixture) outputs() []string {
 	f.t.Helper()
+	return f.list("momentum/", false)
+}
+
+// list names the objects under prefix, with versions those of every
+// generation.
+func (f *fixture) list(prefix string, versions bool) []string {
+	f.t.Helper()
 	var names []string
-	it := f.client.Bucket("data").Objects(context.Background(), &storage.Query{Prefix: "momentum/"})
+	it := f.client.Bucket("data").Objects(context.Background(), &storage.Query{Prefix: prefix, Versions: versions})
 	for {
 		attrs, err := it.Next()
 		if errors.Is(err, iterator.Done) {
@@ -1187,9 +1194,10 @@ func (w *stallingWriter) Write(p []byte) (int, error) {
 }
 
 // TestServeShutdownMidUpload: an event job whose upload is under way,
-// past its first 8 MiB chunk, when the grace period ends is cancelled:
+// past its first 8 MiB part, when the grace period ends is cancelled:
 // Serve returns soon after the grace period, the upload is abandoned and
-// no output appears, not even once the job has returned.
+// no output appears, not even once the job has returned, and no
+// temporary object is left.
 func TestServeShutdownMidUpload(t *testing.T) {
 	f := newFixture(t, compute.Options{})
 	stalled := make(chan struct{})
@@ -1198,12 +1206,13 @@ func TestServeShutdownMidUpload(t *testing.T) {
 		st, err := store(ctx, name)
 		return &stallingStore{Store: st, after: 9 << 20, stalled: stalled}, err
 	}
-	// About 16 MiB of output: two chunks and some.
+	// About 16 MiB of output: two parts and some.
 	in := "mass,velocity\n" + strings.Repeat("1,2\n", 11<<18)
 	gen := f.upload("incoming/big.csv", []byte(in))
-	var chunks atomic.Int64 // requests of resumable uploads carrying data
+	var chunks atomic.Int64 // part uploads, or requests of resumable uploads carrying data
 	f.failOnly = func(r *http.Request) bool {
-		if strings.HasPrefix(r.URL.Path, "/upload/") && strings.HasPrefix(r.Header.Get("Content-Range"), "bytes 0-") {
+		if strings.HasPrefix(r.URL.Path, "/upload/") && (strings.HasPrefix(r.Header.Get("Content-Range"), "bytes 0-") ||
+			strings.HasPrefix(r.URL.Query().Get("name"), gcs.TempPrefix)) {
 			chunks.Add(1)
 		}
 		return false
@@ -1263,6 +1272,9 @@ func TestServeShutdownMidUpload(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if got := f.outputs(); len(got) != 0 {
 		t.Errorf("objects under momentum/ after a cancelled job: %q", got)
+	}
+	if got := f.list(gcs.TempPrefix, true); len(got) != 0 {
+		t.Errorf("temporary objects after a cancelled job: %q", got)
 	}
 	if lines := f.log.lines("ERROR"); len(lines) != 0 {
 		t.Errorf("a cancelled job logged ERROR: %v", lines)

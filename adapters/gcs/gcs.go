@@ -10,11 +10,19 @@
 //
 // Reads stream one object, or a byte range of it, pinned to the generation
 // the first response came from, so a read resumed after a network failure
-// never mixes two versions; ReadOptions.Version is a generation. A writer
-// streams a resumable upload in chunks of 8 MiB, so memory stays
-// bounded however large the object is; the object appears only when Close
-// returns nil, and cancelling the writer's context abandons the upload,
-// which Cloud Storage never publishes.
+// never mixes two versions; ReadOptions.Version is a generation.
+//
+// A writer uploads parts of 8 MiB (WithPartSize), up to eight at once
+// (WithUploadConcurrency), each as a temporary object under TempPrefix,
+// and Close composes them into the object (a parallel composite upload;
+// see ParallelWriter); an object of one part goes up in one request, as
+// it is. With an upload concurrency of 1, or when the store may not
+// delete objects under TempPrefix, a writer instead streams one resumable
+// upload in chunks of 8 MiB (see Writer), through one connection and with
+// no temporary objects. Either way memory stays
+// bounded however large the object is, the object appears only when Close
+// returns nil, and a failure or the writer's context ending leaves
+// nothing behind.
 //
 // The client honours STORAGE_EMULATOR_HOST, so New reaches an emulator
 // such as fake-gcs-server when it is set.
@@ -35,6 +43,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -59,6 +68,14 @@ const chunkSize = 8 << 20
 // retry of its own (an event redelivered), rather than wait for ever.
 const maxAttempts = 5
 
+// Defaults of a Store's writers.
+const (
+	DefaultPartSize          = 8 << 20 // bytes in each part of a parallel upload
+	DefaultUploadConcurrency = 8       // parts a writer uploads at once
+	minPartSize              = 256 << 10
+	maxPartSize              = 1 << 30
+)
+
 // Store reads and writes the objects of one bucket. Its methods are safe
 // for concurrent use. Its zero value is not usable: use New or
 // NewFromClient.
@@ -66,6 +83,20 @@ type Store struct {
 	client *storage.Client
 	name   string // the bucket's
 	owned  bool   // Close closes client
+
+	concurrency int           // parts a writer uploads at once; 1 streams one resumable upload
+	partSize    int           // bytes in each part of a parallel upload
+	maxSources  int           // of a compose: composeLimit; less in tests
+	retryPause  time.Duration // before the first retry of a part's upload
+	answerGrace time.Duration // answerGrace; less in tests
+
+	// sourcesDeleted is whether the server honours a compose's request to
+	// delete its sources (as Cloud Storage does and some emulators do
+	// not): 0 until a writer has found out, then honoured or ignored.
+	sourcesDeleted atomic.Int32
+	// deletes is whether the store may delete temporary objects: 0 until
+	// a writer has found out, then allowed or refused.
+	deletes atomic.Int32
 }
 
 var (
@@ -73,13 +104,56 @@ var (
 	_ compute.Locator = (*Store)(nil)
 )
 
+// An Option tunes a Store.
+type Option func(*config)
+
+type config struct {
+	client      []option.ClientOption
+	concurrency int
+	partSize    int
+}
+
+// WithClientOptions passes opts (credentials, endpoint, HTTP client) to
+// the client that New makes; NewFromClient ignores them.
+func WithClientOptions(opts ...option.ClientOption) Option {
+	return func(c *config) { c.client = append(c.client, opts...) }
+}
+
+// WithUploadConcurrency sets how many parts a writer uploads at once, at
+// least 1; default DefaultUploadConcurrency. A writer holds one part
+// buffer more than that, the one it fills: (n+1) × the part size of
+// memory, 72 MiB at the defaults. With 1, a writer streams one resumable
+// upload instead, through one connection, holding one 8 MiB chunk and
+// making no temporary objects: for a service account that may not delete
+// them (see TempPrefix).
+func WithUploadConcurrency(n int) Option {
+	return func(c *config) { c.concurrency = max(n, 1) }
+}
+
+// WithPartSize sets the size of the parts of a parallel upload, in bytes,
+// within [256 KiB, 1 GiB]; default DefaultPartSize. An object of at most
+// one part is uploaded in one request.
+func WithPartSize(n int) Option {
+	return func(c *config) { c.partSize = min(max(n, minPartSize), maxPartSize) }
+}
+
+func newConfig(opts []Option) config {
+	c := config{concurrency: DefaultUploadConcurrency, partSize: DefaultPartSize}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
 // New returns a store for bucket, with a client of its own made by
-// storage.NewClient from opts (credentials, endpoint, HTTP client). Close
-// releases it. No request is made: a missing bucket shows on first use.
-func New(ctx context.Context, bucket string, opts ...option.ClientOption) (*Store, error) {
+// storage.NewClient from the options given by WithClientOptions
+// (credentials, endpoint, HTTP client). Close releases it. No request is
+// made: a missing bucket shows on first use.
+func New(ctx context.Context, bucket string, opts ...Option) (*Store, error) {
 	if bucket == "" {
 		return nil, errors.New("gcs: no bucket")
 	}
+	c := newConfig(opts)
 	// Reads use the JSON API, as every other call does, rather than the
 	// client's default XML API: its errors are the same JSON errors as the
 	// rest (a 404 is storage.ErrObjectNotExist), it is the API the client
@@ -87,11 +161,11 @@ func New(ctx context.Context, bucket string, opts ...option.ClientOption) (*Stor
 	// fake-gcs-server routes an XML download only when the request's Host
 	// is the public host it was configured with. opts come after it, so a
 	// caller may still choose storage.WithXMLReads.
-	client, err := storage.NewClient(ctx, append([]option.ClientOption{storage.WithJSONReads()}, opts...)...)
+	client, err := storage.NewClient(ctx, append([]option.ClientOption{storage.WithJSONReads()}, c.client...)...)
 	if err != nil {
 		return nil, fmt.Errorf("gcs: %w", err)
 	}
-	s := NewFromClient(client, bucket)
+	s := newStore(client, bucket, c)
 	s.owned = true
 	return s, nil
 }
@@ -100,8 +174,13 @@ func New(ctx context.Context, bucket string, opts ...option.ClientOption) (*Stor
 // caller keeps: Close leaves it open. A client made without
 // storage.WithJSONReads reads through the XML API, which works with Cloud
 // Storage but not with every emulator.
-func NewFromClient(client *storage.Client, bucket string) *Store {
-	return &Store{client: client, name: bucket}
+func NewFromClient(client *storage.Client, bucket string, opts ...Option) *Store {
+	return newStore(client, bucket, newConfig(opts))
+}
+
+func newStore(client *storage.Client, bucket string, c config) *Store {
+	return &Store{client: client, name: bucket, concurrency: c.concurrency, partSize: c.partSize,
+		maxSources: composeLimit, retryPause: time.Second, answerGrace: answerGrace}
 }
 
 // object returns a handle on the object at key. Handles are made per call,
@@ -275,9 +354,12 @@ func (r *reader) Close() error {
 	return nil
 }
 
-// NewWriter starts a resumable upload of the object at key; Close commits
-// it. With WriteOptions.IfNotExists the upload carries ifGenerationMatch=0
-// and Close fails with compute.ErrExists if an object is there by then.
+// NewWriter starts writing the object at key; Close commits it. The
+// writer is a *ParallelWriter, or with an upload concurrency of 1, or
+// when the store may not delete its temporary objects, a *Writer: a
+// resumable upload. With WriteOptions.IfNotExists the request
+// that commits the object carries ifGenerationMatch=0 and Close fails
+// with compute.ErrExists if an object is there by then.
 //
 // Requests are retried on transient errors, the final one included, even
 // for an overwrite, which Cloud Storage calls non-idempotent: the worst a
@@ -290,6 +372,13 @@ func (s *Store) NewWriter(ctx context.Context, key string, o compute.WriteOption
 	if err := s.checkKey("write", key); err != nil {
 		return nil, err
 	}
+	if s.concurrency > 1 && s.deletes.Load() != deletesRefused {
+		return s.newParallelWriter(ctx, key, o)
+	}
+	return s.newResumableWriter(ctx, key, o), nil
+}
+
+func (s *Store) newResumableWriter(ctx context.Context, key string, o compute.WriteOptions) *Writer {
 	obj := s.object(key).Retryer(storage.WithPolicy(storage.RetryAlways), storage.WithMaxAttempts(maxAttempts))
 	if o.IfNotExists {
 		obj = obj.If(storage.Conditions{DoesNotExist: true})
@@ -298,11 +387,12 @@ func (s *Store) NewWriter(ctx context.Context, key string, o compute.WriteOption
 	w := obj.NewWriter(wctx)
 	w.ChunkSize = chunkSize
 	w.ContentType = o.ContentType
-	return &Writer{w: w, ctx: wctx, cancel: cancel, s: s, key: key}, nil
+	return &Writer{w: w, ctx: wctx, cancel: cancel, s: s, key: key}
 }
 
-// Writer uploads one object. Close commits it; a write error, Abort, or
-// the context being done abandons it. It is not safe for concurrent use.
+// Writer uploads one object as one resumable upload. Close commits it; a
+// write error, Abort, or the context being done abandons it. It is not
+// safe for concurrent use.
 type Writer struct {
 	w      *storage.Writer
 	ctx    context.Context // the upload's; cancel ends it
@@ -525,9 +615,7 @@ func (s *Store) compose(ctx context.Context, dst string, srcs []string, opts com
 	if opts.IfNotExists {
 		obj = obj.If(storage.Conditions{DoesNotExist: true})
 	}
-	c := obj.ComposerFrom(handles...)
-	c.ContentType = opts.ContentType
-	if _, err := c.Run(ctx); err != nil {
+	if _, err := composeRun(ctx, obj, handles, opts.ContentType, nil, false); err != nil {
 		// Name a missing source, which the error may not.
 		for _, h := range handles {
 			if _, aerr := h.Attrs(ctx); errors.Is(aerr, storage.ErrObjectNotExist) {
@@ -537,4 +625,19 @@ func (s *Store) compose(ctx context.Context, dst string, srcs []string, opts com
 		return s.fail("compose", dst, err, true)
 	}
 	return nil
+}
+
+// composeRun runs one compose of srcs into dst, with dst's conditions and
+// retries. crc, when set, is the CRC32C the result must have, or the
+// compose is refused. With consume the sources are deleted once the
+// compose succeeds, by the server (as Cloud Storage does: not kept by
+// soft delete or versioning) if it honours the request.
+func composeRun(ctx context.Context, dst *storage.ObjectHandle, srcs []*storage.ObjectHandle, contentType string, crc *uint32, consume bool) (*storage.ObjectAttrs, error) {
+	c := dst.ComposerFrom(srcs...)
+	c.ContentType = contentType
+	if crc != nil {
+		c.CRC32C, c.SendCRC32C = *crc, true
+	}
+	c.DeleteSourceObjects = consume
+	return c.Run(ctx)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/api/googleapi"
+	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -56,7 +57,7 @@ func newEnv(t *testing.T, versioned bool) *env {
 		t.Fatal(err)
 	}
 	fake.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: bucket, VersioningEnabled: versioned})
-	f := &faults{next: storetest.OneGenerationReadAtATime(fake.HTTPHandler())}
+	f := &faults{next: storetest.GCSCompose(storetest.OneGenerationReadAtATime(fake.HTTPHandler()))}
 	ts.Config.Handler = f
 	ts.Start()
 	t.Cleanup(func() { ts.Close(); fake.Stop() })
@@ -66,7 +67,7 @@ func newEnv(t *testing.T, versioned bool) *env {
 // store returns a store on e through a client of its own, which retries
 // quickly and at most maxAttempts times where the client counts attempts
 // (0: the client's default, no limit).
-func (e *env) store(t *testing.T, maxAttempts int) *Store {
+func (e *env) store(t *testing.T, maxAttempts int, opts ...Option) *Store {
 	t.Helper()
 	client, err := storage.NewClient(context.Background(),
 		option.WithEndpoint(e.url+"/storage/v1/"), option.WithoutAuthentication(), storage.WithJSONReads())
@@ -74,12 +75,15 @@ func (e *env) store(t *testing.T, maxAttempts int) *Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	opts := []storage.RetryOption{storage.WithBackoff(gax.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond})}
+	retry := []storage.RetryOption{storage.WithBackoff(gax.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond})}
 	if maxAttempts > 0 {
-		opts = append(opts, storage.WithMaxAttempts(maxAttempts))
+		retry = append(retry, storage.WithMaxAttempts(maxAttempts))
 	}
-	client.SetRetry(opts...)
-	return NewFromClient(client, bucket)
+	client.SetRetry(retry...)
+	s := NewFromClient(client, bucket, opts...)
+	s.retryPause = time.Millisecond
+	s.answerGrace = 2 * time.Second
+	return s
 }
 
 func (e *env) put(key, data string) {
@@ -129,6 +133,8 @@ func kind(r *http.Request) string {
 		return "download"
 	case r.Method == http.MethodGet:
 		return "metadata"
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/compose"):
+		return "compose"
 	}
 	return r.Method
 }
@@ -186,7 +192,8 @@ func pattern(n int) []byte {
 
 // TestConformance runs the shared suite on a versioned bucket (the fake
 // keeps overwritten generations readable there) through New, which finds
-// the emulator by STORAGE_EMULATOR_HOST, and on a bucket without versions.
+// the emulator by STORAGE_EMULATOR_HOST, on a bucket without versions with
+// parts of 1 MiB, and with resumable uploads. No temporary object is left.
 func TestConformance(t *testing.T) {
 	t.Run("Versioned", func(t *testing.T) {
 		e := newEnv(t, true)
@@ -197,9 +204,17 @@ func TestConformance(t *testing.T) {
 		}
 		defer s.Close()
 		storetest.Run(t, s, storetest.Options{Versioned: true, LargeSize: 200 << 20})
+		e.assertNoTemps(t)
 	})
 	t.Run("Unversioned", func(t *testing.T) {
-		storetest.Run(t, newEnv(t, false).store(t, 0), storetest.Options{LargeSize: -1})
+		e := newEnv(t, false)
+		storetest.Run(t, e.store(t, 0, WithPartSize(1<<20)), storetest.Options{LargeSize: -1})
+		e.assertNoTemps(t)
+	})
+	t.Run("Resumable", func(t *testing.T) {
+		e := newEnv(t, false)
+		storetest.Run(t, e.store(t, 0, resumable...), storetest.Options{LargeSize: 40 << 20})
+		e.assertNoTemps(t)
 	})
 }
 
@@ -353,8 +368,15 @@ func TestDeletedBetweenReads(t *testing.T) {
 // TestTransientRetried: 500 and 503 on the first two requests of each
 // kind are retried by the client, and every result is as without them.
 func TestTransientRetried(t *testing.T) {
+	t.Run("resumable", func(t *testing.T) { testTransientRetried(t, "chunk", WithUploadConcurrency(1)) })
+	t.Run("parallel", func(t *testing.T) { testTransientRetried(t, "compose") })
+}
+
+// testTransientRetried checks that requests of kind large, of a large
+// write, are among those retried.
+func testTransientRetried(t *testing.T, large string, opts ...Option) {
 	e := newEnv(t, false)
-	s := e.store(t, 0)
+	s := e.store(t, 0, opts...)
 	var mu sync.Mutex
 	seen := map[string]int{}
 	e.faults.set(func(w http.ResponseWriter, r *http.Request, next http.Handler) bool {
@@ -372,14 +394,14 @@ func TestTransientRetried(t *testing.T) {
 		}
 		return true
 	})
-	small, large := []byte("mass,velocity\n1,2\n"), pattern(20<<20)
+	small, big := []byte("mass,velocity\n1,2\n"), pattern(20<<20)
 	for _, c := range []struct {
 		key  string
 		data []byte
 		o    compute.WriteOptions
 	}{
 		{"retry/small.csv", small, compute.WriteOptions{}},
-		{"retry/large.csv", large, compute.WriteOptions{}},
+		{"retry/large.csv", big, compute.WriteOptions{}},
 		{"retry/created.csv", small, compute.WriteOptions{IfNotExists: true}},
 	} {
 		if werr, cerr := write(context.Background(), s, c.key, c.data, c.o); werr != nil || cerr != nil {
@@ -390,11 +412,11 @@ func TestTransientRetried(t *testing.T) {
 		}
 	}
 	got, _, err := storetest.Get(t, s, "retry/large.csv", compute.ReadOptions{})
-	if err != nil || !bytes.Equal(got, large) {
+	if err != nil || !bytes.Equal(got, big) {
 		t.Errorf("read large: %d bytes, %v", len(got), err)
 	}
 	got, info, err := storetest.Get(t, s, "retry/large.csv", compute.ReadOptions{Offset: 5 << 20, Length: 3})
-	if err != nil || !bytes.Equal(got, large[5<<20:5<<20+3]) || info.Size != int64(len(large)) {
+	if err != nil || !bytes.Equal(got, big[5<<20:5<<20+3]) || info.Size != int64(len(big)) {
 		t.Errorf("read range: %v, size %d, %v", got, info.Size, err)
 	}
 	attrs, err := s.client.Bucket(bucket).Object("retry/small.csv").Attrs(context.Background())
@@ -407,7 +429,7 @@ func TestTransientRetried(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	for _, k := range []string{"upload", "chunk", "download", "metadata"} {
+	for _, k := range []string{"upload", large, "download", "metadata"} {
 		if seen[k] < 2 {
 			t.Errorf("%s requests: %d, want the 2 failed ones and more", k, seen[k])
 		}
@@ -521,15 +543,20 @@ func TestResetMidUpload(t *testing.T) {
 		target  string // the request kind to reset
 		nth     int    // which one of them, from 0
 		refused bool   // later requests get 403
+		opts    []Option
 	}{
-		{"single request, retried", small, "upload", 0, false},
-		{"single request, refused", small, "upload", 0, true},
-		{"second chunk, retried", large, "chunk", 1, false},
-		{"second chunk, refused", large, "chunk", 1, true},
+		{"single request, retried", small, "upload", 0, false, nil},
+		{"single request, refused", small, "upload", 0, true, nil},
+		{"resumable single request, retried", small, "upload", 0, false, resumable},
+		{"resumable single request, refused", small, "upload", 0, true, resumable},
+		{"second chunk, retried", large, "chunk", 1, false, resumable},
+		{"second chunk, refused", large, "chunk", 1, true, resumable},
+		{"second part, retried", large, "upload", 1, false, nil},
+		{"second part, refused", large, "upload", 1, true, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t, false)
-			s := e.store(t, 0)
+			s := e.store(t, 0, c.opts...)
 			for _, existing := range []bool{false, true} {
 				key := fmt.Sprintf("upload/%v", existing)
 				if existing {
@@ -576,10 +603,14 @@ func TestResetMidUpload(t *testing.T) {
 				if existing && got != "old" || !existing && ok {
 					t.Errorf("existing %v: object is now %d bytes (present %v)", existing, len(got), ok)
 				}
+				e.faults.set(nil)
+				e.assertNoTemps(t)
 			}
 		})
 	}
 }
+
+var resumable = []Option{WithUploadConcurrency(1)}
 
 // TestReplyLost: when a whole-object upload is stored but its reply is
 // lost, the client sends it again. An overwrite ends with the same bytes;
@@ -629,15 +660,20 @@ func TestReplyLost(t *testing.T) {
 // TestAbandon: after a failed write, a cancelled context or Abort, Close
 // commits nothing, however much was uploaded already.
 func TestAbandon(t *testing.T) {
+	t.Run("resumable", func(t *testing.T) { testAbandon(t, resumable...) })
+	t.Run("parallel", func(t *testing.T) { testAbandon(t) })
+}
+
+func testAbandon(t *testing.T, opts ...Option) {
 	e := newEnv(t, false)
-	s := e.store(t, 0)
+	s := e.store(t, 0, opts...)
 	data := pattern(20 << 20)
 	for _, c := range []struct {
 		name string
 		stop func(w io.WriteCloser, cancel context.CancelFunc)
 	}{
 		{"cancel", func(_ io.WriteCloser, cancel context.CancelFunc) { cancel() }},
-		{"abort", func(w io.WriteCloser, _ context.CancelFunc) { w.(*Writer).Abort() }},
+		{"abort", func(w io.WriteCloser, _ context.CancelFunc) { w.(interface{ Abort() }).Abort() }},
 	} {
 		key := "abandon/" + c.name
 		ctx, cancel := context.WithCancel(context.Background())
@@ -669,12 +705,46 @@ func TestAbandon(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	w.(*Writer).Abort()
+	w.(interface{ Abort() }).Abort()
 	if err := w.Close(); err == nil {
 		t.Error("second Close succeeded")
 	}
 	if got, _ := e.content(t, "abandon/closed"); got != "x" {
 		t.Errorf("object is %q", got)
+	}
+	e.assertNoTemps(t)
+}
+
+// assertNoTemps fails the test if an object, of any generation, is left
+// under TempPrefix.
+func (e *env) assertNoTemps(t *testing.T) {
+	t.Helper()
+	if names := e.temps(t); len(names) > 0 {
+		t.Errorf("temporary objects left behind: %v", names)
+	}
+}
+
+// temps lists the objects under TempPrefix, of every generation, through
+// the client.
+func (e *env) temps(t *testing.T) []string {
+	t.Helper()
+	client, err := storage.NewClient(context.Background(),
+		option.WithEndpoint(e.url+"/storage/v1/"), option.WithoutAuthentication(), storage.WithJSONReads())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	var names []string
+	it := client.Bucket(bucket).Objects(context.Background(), &storage.Query{Prefix: TempPrefix, Versions: true})
+	for {
+		attrs, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return names
+		}
+		if err != nil {
+			t.Fatalf("list %s: %v", TempPrefix, err)
+		}
+		names = append(names, fmt.Sprintf("%s#%d", attrs.Name, attrs.Generation))
 	}
 }
 

@@ -108,8 +108,8 @@ func (s *Store) copyParts(ctx context.Context, dst string, srcs []string, infos 
 func (s *Store) stream(ctx context.Context, dst string, srcs []string, infos []compute.ObjectInfo, total int64, opts compute.WriteOptions) error {
 	ws := s
 	if need := (total + int64(s.maxParts) - 1) / int64(s.maxParts); need > int64(s.partSize) {
-		ws = NewFromClient(s.client, s.bucket, WithPartSize(int(min(need, MaxPartSize))), WithConcurrency(s.concurrency))
-		ws.maxParts = s.maxParts
+		ws = NewFromClient(s.client, s.bucket, WithPartSize(int(min(need, MaxPartSize))), WithUploadConcurrency(s.concurrency))
+		ws.maxParts, ws.growAfter, ws.growEvery = s.maxParts, s.growAfter, s.growEvery
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -11,13 +11,16 @@
 // compatible store), addressed path-style. NewFromClient takes a client
 // already made, to share it between buckets.
 //
-// A writer streams: it holds at most a few parts in memory (four of 8 MiB
-// by default), sends an object that fits in one part with a single
-// PutObject, and a larger one as a multipart upload completed by Close.
-// On any failure, and when its context is done before Close, the upload
-// is aborted: no object and no incomplete upload is left. (If the process
-// dies mid-upload, only a bucket lifecycle rule expiring incomplete
-// multipart uploads can clean up; configure one.)
+// A writer streams: it sends an object that fits in one part with a single
+// PutObject, and a larger one as a multipart upload completed by Close,
+// uploading up to eight parts at once (WithUploadConcurrency) while the
+// next is filled. Parts are 8 MiB (WithPartSize), and grow for very large
+// objects so that an upload of unknown size fits S3's 10,000 parts (see
+// PartSizeAt); a writer holds at most one part more than it uploads at
+// once. On any failure, and when its context is done before Close, the
+// upload is aborted: no object and no incomplete upload is left. (If the
+// process dies mid-upload, only a bucket lifecycle rule expiring
+// incomplete multipart uploads can clean up; configure one.)
 package s3
 
 import (
@@ -50,8 +53,15 @@ const (
 	MaxPartSize = 5 << 30 // bytes
 	MaxParts    = 10000   // parts in one upload
 
-	DefaultPartSize    = 8 << 20 // bytes
-	DefaultConcurrency = 4       // part buffers, and so parts in flight, per writer
+	MaxObjectSize = 5 << 40 // bytes; S3's largest object
+
+	DefaultPartSize          = 8 << 20 // bytes: the size of the first parts
+	DefaultUploadConcurrency = 8       // parts a writer uploads at once
+
+	// A writer's parts keep their first size for growAfter parts, then
+	// double every growEvery parts (PartSizeAt).
+	growAfter = 2000
+	growEvery = 800
 
 	// maxAttempts bounds the SDK's standard retryer when the environment
 	// sets no AWS_MAX_ATTEMPTS: S3 asks clients to back off and retry on
@@ -68,9 +78,11 @@ const (
 type Store struct {
 	client      *s3.Client
 	bucket      string
-	partSize    int // bytes per part of a multipart upload
-	concurrency int // part buffers per writer
+	partSize    int // bytes in each of the first parts of a multipart upload
+	concurrency int // parts a writer uploads at once
 	maxParts    int // MaxParts; less in tests
+
+	growAfter, growEvery int // the part size schedule's; less in tests
 
 	// noPartCopy is set once the server has answered that it does not
 	// implement UploadPartCopy: Compose then streams at once.
@@ -85,18 +97,42 @@ var (
 // An Option tunes a Store.
 type Option func(*Store)
 
-// WithPartSize sets the size of the parts a writer uploads, in bytes,
-// within [MinPartSize, MaxPartSize]; default DefaultPartSize. An object
-// may have MaxParts parts, so the part size bounds the object size: 78 GiB
-// at the default. A writer holds up to Concurrency parts in memory.
+// WithPartSize sets the size of the first parts a writer uploads, in
+// bytes, within [MinPartSize, MaxPartSize]; default DefaultPartSize.
+// Parts grow from there as PartSizeAt says, so that any object S3 takes
+// fits in MaxParts parts.
 func WithPartSize(n int) Option {
 	return func(s *Store) { s.partSize = min(max(n, MinPartSize), MaxPartSize) }
 }
 
-// WithConcurrency sets how many parts a writer may upload at once, at
-// least 1; default DefaultConcurrency. Each takes one part of memory.
-func WithConcurrency(n int) Option {
+// WithUploadConcurrency sets how many parts a writer uploads at once, at
+// least 1; default DefaultUploadConcurrency. A writer holds one part
+// buffer more than that, the one it fills: (n+1) × the part size of
+// memory, 72 MiB at the defaults.
+func WithUploadConcurrency(n int) Option {
 	return func(s *Store) { s.concurrency = max(n, 1) }
+}
+
+// PartSizeAt is the size in bytes of part n (from 1) of a multipart upload
+// whose first parts have base bytes: base for the first 2,000 parts, then
+// doubling every 800 parts, up to MaxPartSize. The schedule is fixed in
+// advance, as the object's size is not known, and keeps the parts, and so
+// the memory a writer holds, small for the sizes most objects have, while
+// MaxParts parts still hold MaxObjectSize from any base: at 8 MiB, parts
+// are 8 MiB up to 15.6 GiB, 16 MiB up to 28 GiB, 32 MiB up to 53 GiB,
+// 64 MiB up to 103 GiB and 128 MiB up to 203 GiB, and 10,000 parts hold
+// 10 TiB.
+func PartSizeAt(base, n int) int { return partSizeAt(base, n, growAfter, growEvery) }
+
+func partSizeAt(base, n, after, every int) int {
+	if n <= after {
+		return base
+	}
+	k := (n-after-1)/every + 1
+	if k > 20 || base<<k > MaxPartSize {
+		return MaxPartSize
+	}
+	return base << k
 }
 
 // New returns a store for bucket with a client configured from the
@@ -128,7 +164,8 @@ func New(ctx context.Context, bucket string, opts ...Option) (*Store, error) {
 
 // NewFromClient returns a store for bucket that uses client.
 func NewFromClient(client *s3.Client, bucket string, opts ...Option) *Store {
-	s := &Store{client: client, bucket: bucket, partSize: DefaultPartSize, concurrency: DefaultConcurrency, maxParts: MaxParts}
+	s := &Store{client: client, bucket: bucket, partSize: DefaultPartSize, concurrency: DefaultUploadConcurrency,
+		maxParts: MaxParts, growAfter: growAfter, growEvery: growEvery}
 	for _, o := range opts {
 		o(s)
 	}
@@ -294,7 +331,8 @@ func (s *Store) NewWriter(ctx context.Context, key string, o compute.WriteOption
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("s3: write s3://%s/%s: %w", s.bucket, key, err)
 	}
-	w := &Writer{s: s, ctx: ctx, key: key, opts: o, free: make(chan []byte, s.concurrency), nbufs: 1}
+	w := &Writer{s: s, ctx: ctx, key: key, opts: o, nbufs: 1,
+		free: make(chan []byte, s.concurrency+1), slots: make(chan struct{}, s.concurrency)}
 	w.upCtx, w.cancelUp = context.WithCancelCause(ctx)
 	w.stop = context.AfterFunc(ctx, func() { w.fail(s.wrap("write", key, context.Cause(ctx), compute.ErrExists)) })
 	return w, nil
@@ -302,13 +340,14 @@ func (s *Store) NewWriter(ctx context.Context, key string, o compute.WriteOption
 
 // Writer writes one object. Write fills a part buffer; when more data
 // comes for a full buffer, the writer starts a multipart upload (the
-// first time), hands the part to a goroutine that uploads it, and goes on
-// in a free buffer, waiting for one when all are in flight. Close sends
-// what remains: with PutObject if the object fits in one part, else as the
-// last part, and then completes the upload.
+// first time), hands the part to a goroutine that uploads it, waiting
+// while the store's concurrency of parts are in flight, and goes on in a
+// free buffer. Close sends what remains: with PutObject if the object
+// fits in one part, else as the last part, and then completes the upload.
 //
-// Memory is bounded by the store's concurrency times its part size. The
-// first buffer grows as data comes, so small objects take little.
+// Memory is bounded by one buffer more than the store's concurrency, each
+// of the current part size (PartSizeAt). The first buffer grows as data
+// comes, so small objects take little.
 //
 // Any failure, and the context's end before Close, aborts the multipart
 // upload once its parts in flight have stopped; Write and Close then
@@ -319,10 +358,11 @@ type Writer struct {
 	key  string
 	opts compute.WriteOptions
 
-	buf    []byte      // the part being filled, at most partSize bytes
-	free   chan []byte // buffers back from part uploads
-	nbufs  int         // buffers allocated, at most concurrency
-	part   int32       // parts handed to uploads
+	buf    []byte        // the part being filled, at most partLimit bytes
+	free   chan []byte   // buffers back from part uploads
+	slots  chan struct{} // one per part in flight
+	nbufs  int           // buffers allocated, at most concurrency+1
+	part   int32         // parts handed to uploads
 	closed bool
 
 	upCtx    context.Context // part uploads: ends with ctx or on failure
@@ -352,13 +392,15 @@ func (w *Writer) Write(p []byte) (int, error) {
 	}
 	n := 0
 	for len(p) > 0 {
-		if len(w.buf) == w.s.partSize {
+		limit := w.partLimit()
+		if len(w.buf) == limit {
 			if err := w.flush(); err != nil {
 				return n, err
 			}
+			continue
 		}
-		k := min(len(p), w.s.partSize-len(w.buf))
-		w.grow(k)
+		k := min(len(p), limit-len(w.buf))
+		w.grow(k, limit)
 		w.buf = append(w.buf, p[:k]...)
 		p = p[k:]
 		n += k
@@ -366,13 +408,18 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// grow makes room for k more bytes in the buffer, doubling it up to the
-// part size.
-func (w *Writer) grow(k int) {
+// partLimit is the size of the part being filled.
+func (w *Writer) partLimit() int {
+	return partSizeAt(w.s.partSize, int(w.part)+1, w.s.growAfter, w.s.growEvery)
+}
+
+// grow makes room for k more bytes in the buffer, doubling it up to
+// limit.
+func (w *Writer) grow(k, limit int) {
 	if cap(w.buf)-len(w.buf) >= k {
 		return
 	}
-	b := make([]byte, len(w.buf), min(max(2*cap(w.buf), len(w.buf)+k, 64<<10), w.s.partSize))
+	b := make([]byte, len(w.buf), min(max(2*cap(w.buf), len(w.buf)+k, 64<<10), limit))
 	copy(b, w.buf)
 	w.buf = b
 }
@@ -382,8 +429,12 @@ func (w *Writer) grow(k int) {
 // more part at least.
 func (w *Writer) flush() error {
 	if int(w.part)+2 > w.s.maxParts {
-		return w.fail(fmt.Errorf("s3: write s3://%s/%s: object larger than %d parts of %d bytes",
-			w.s.bucket, w.key, w.s.maxParts, w.s.partSize))
+		var size int64
+		for n := 1; n <= w.s.maxParts; n++ {
+			size += int64(partSizeAt(w.s.partSize, n, w.s.growAfter, w.s.growEvery))
+		}
+		return w.fail(fmt.Errorf("s3: write s3://%s/%s: object larger than %d parts (%d bytes)",
+			w.s.bucket, w.key, w.s.maxParts, size))
 	}
 	if w.uploadID == "" {
 		if err := w.create(); err != nil {
@@ -393,14 +444,14 @@ func (w *Writer) flush() error {
 	if err := w.startPart(); err != nil {
 		return err
 	}
-	if w.nbufs < w.s.concurrency {
+	if w.nbufs <= w.s.concurrency {
 		w.nbufs++
-		w.buf = make([]byte, 0, w.s.partSize)
+		w.buf = make([]byte, 0, w.partLimit())
 		return nil
 	}
 	select {
 	case w.buf = <-w.free:
-		return nil
+		return nil // grown by Write if the parts have grown
 	case <-w.upCtx.Done():
 		return w.fail(w.s.wrap("write", w.key, context.Cause(w.upCtx), compute.ErrExists))
 	}
@@ -436,12 +487,19 @@ func (w *Writer) create() error {
 	return nil
 }
 
-// startPart hands the buffer to a goroutine that uploads it as the next
-// part, unless the writer has failed.
+// startPart waits until fewer than the store's concurrency of parts are
+// in flight, then hands the buffer to a goroutine that uploads it as the
+// next part, unless the writer has failed.
 func (w *Writer) startPart() error {
+	select {
+	case w.slots <- struct{}{}:
+	case <-w.upCtx.Done():
+		return w.fail(w.s.wrap("write", w.key, context.Cause(w.upCtx), compute.ErrExists))
+	}
 	w.mu.Lock()
 	if err := w.err; err != nil {
 		w.mu.Unlock()
+		<-w.slots
 		return w.fail(err)
 	}
 	w.part++
@@ -464,6 +522,7 @@ func (w *Writer) uploadPart(id string, n int32, buf []byte) {
 		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
 	})
 	w.free <- buf[:0]
+	<-w.slots
 	if err != nil {
 		// Recorded before Done, so that Close, once its Wait returns,
 		// sees the failure rather than completing without this part.

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -343,15 +345,17 @@ func testLarge(t *testing.T, s compute.Store, k func(string) string, size int64)
 }
 
 // OneGenerationReadAtATime wraps the handler of a fake-gcs-server so that
-// it serves reads of a given generation one at a time: fake-gcs-server
-// v1.56.1 races with itself on concurrent ones (internal/backend/memory.go,
-// GetObjectWithGeneration copies into a shared slice), which the race
-// detector reports in any test that runs the server in process. The gcs
-// store pins its reads to a generation, so every read is one.
+// it serves requests for a given generation, reads and deletes, one at a
+// time: fake-gcs-server v1.56.1 races with itself on concurrent ones
+// (internal/backend/memory.go, GetObjectWithGeneration appends to a
+// shared slice), which the race detector reports in any test that runs
+// the server in process. The gcs store pins its reads to a generation, so
+// every read is one, and deletes a parallel upload's temporary objects by
+// generation.
 func OneGenerationReadAtATime(fake http.Handler) http.Handler {
 	var mu sync.Mutex
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && r.URL.Query().Has("generation") {
+		if (r.Method == http.MethodGet || r.Method == http.MethodDelete) && r.URL.Query().Has("generation") {
 			mu.Lock()
 			defer mu.Unlock()
 		}
@@ -489,4 +493,104 @@ func testCompose(t *testing.T, s compute.Store, c compute.Composer, k func(strin
 			t.Fatalf("composed object left behind: %v", err)
 		}
 	})
+}
+
+// GCSCompose wraps the handler of a fake-gcs-server with what its v1.56.1
+// lacks for composing objects as Cloud Storage does:
+//
+//   - ifGenerationMatch on compose (0: create-only), which the fake
+//     ignores; here a destination that does not match is answered 412.
+//     Conditional writes (composes and uploads with ifGenerationMatch)
+//     pass through one lock, so that a check and the write after it are
+//     atomic among themselves.
+//   - A destination crc32c: Cloud Storage refuses a compose whose result
+//     has another CRC32C; here the result is deleted and the compose
+//     answered 400.
+//   - deleteSourceObjects, which the fake ignores: here the sources are
+//     deleted once the compose has succeeded.
+//
+// next serves everything else, and the requests the wrapper makes.
+func GCSCompose(next http.Handler) http.Handler {
+	var writes sync.Mutex
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cond := r.URL.Query().Get("ifGenerationMatch")
+		if cond != "" && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
+			writes.Lock()
+			defer writes.Unlock()
+		}
+		rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/storage/v1/b/")
+		bucket, rest, _ := strings.Cut(rest, "/o/")
+		dst, ok2 := strings.CutSuffix(rest, "/compose")
+		if r.Method != http.MethodPost || !ok || !ok2 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		var req struct {
+			SourceObjects []struct {
+				Name       string `json:"name"`
+				Generation int64  `json:"generation,string"`
+			} `json:"sourceObjects"`
+			Destination struct {
+				Crc32c string `json:"crc32c"`
+			} `json:"destination"`
+			DeleteSourceObjects bool `json:"deleteSourceObjects"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			gcsError(w, http.StatusBadRequest, "invalid compose request: "+err.Error())
+			return
+		}
+		object := func(method, name string, gen int64) (int, map[string]any) {
+			u := "/storage/v1/b/" + bucket + "/o/" + url.PathEscape(name)
+			if gen != 0 {
+				u += "?generation=" + strconv.FormatInt(gen, 10)
+			}
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, httptest.NewRequest(method, u, nil))
+			var attrs map[string]any
+			json.Unmarshal(rec.Body.Bytes(), &attrs)
+			return rec.Code, attrs
+		}
+		name, _ := url.PathUnescape(dst)
+		if cond != "" {
+			code, attrs := object(http.MethodGet, name, 0)
+			if gen, _ := attrs["generation"].(string); code == http.StatusOK && gen != cond || code != http.StatusOK && cond != "0" {
+				gcsError(w, http.StatusPreconditionFailed, "At least one of the pre-conditions you specified did not hold.")
+				return
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		if rec.Code == http.StatusOK {
+			var attrs struct {
+				Crc32c     string `json:"crc32c"`
+				Generation int64  `json:"generation,string"`
+			}
+			json.Unmarshal(rec.Body.Bytes(), &attrs)
+			if want := req.Destination.Crc32c; want != "" && want != attrs.Crc32c {
+				object(http.MethodDelete, name, attrs.Generation)
+				gcsError(w, http.StatusBadRequest, fmt.Sprintf("Provided CRC32C %q doesn't match calculated CRC32C %q.", want, attrs.Crc32c))
+				return
+			}
+			if req.DeleteSourceObjects {
+				for _, src := range req.SourceObjects {
+					object(http.MethodDelete, src.Name, src.Generation)
+				}
+			}
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	})
+}
+
+// gcsError answers as Cloud Storage does with a JSON error.
+func gcsError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	b, _ := json.Marshal(map[string]any{"error": map[string]any{"code": code, "message": msg}})
+	w.Write(b)
 }
