@@ -337,15 +337,25 @@ func testLarge(t *testing.T, s compute.Store, k func(string) string, size int64)
 // v1.56.1 races with itself on concurrent ones (internal/backend/memory.go,
 // GetObjectWithGeneration copies into a shared slice), which the race
 // detector reports in any test that runs the server in process. The gcs
-// store pins its reads to a generation, so every read is one.
+// store pins its reads to a generation, so every read is one. Each such
+// answer is made in memory while the lock is held and sent after, so
+// that a slow client (a ranged read through a link) holds up no other.
 func OneGenerationReadAtATime(fake http.Handler) http.Handler {
 	var mu sync.Mutex
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && r.URL.Query().Has("generation") {
-			mu.Lock()
-			defer mu.Unlock()
+		if r.Method != http.MethodGet || !r.URL.Query().Has("generation") {
+			fake.ServeHTTP(w, r)
+			return
 		}
-		fake.ServeHTTP(w, r)
+		rec := httptest.NewRecorder()
+		mu.Lock()
+		fake.ServeHTTP(rec, r)
+		mu.Unlock()
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
 	})
 }
 
