@@ -65,6 +65,7 @@ func (e *usageError) Error() string { return e.msg }
 // cliConfig is everything a CLI run needs, read once from flags and env.
 type cliConfig struct {
 	opts        compute.Options
+	readAhead   compute.ReadAhead
 	input       string
 	output      string
 	rejects     string
@@ -93,6 +94,9 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 		return c, nil
 	}
 	if c.opts, err = kernel.options(source); err != nil {
+		return nil, err
+	}
+	if c.readAhead, err = kernel.readAhead(source, compute.DefaultConnections); err != nil {
 		return nil, err
 	}
 	bad := func(flagName, format string, a ...any) error {
@@ -291,7 +295,7 @@ func transformFiles(ctx context.Context, c *cliConfig, stdin io.Reader, stdout, 
 	// A run that fails cancels ctx, which makes the writers abort.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stores := &storeSet{}
+	stores := &storeSet{readAhead: c.readAhead}
 	defer stores.close()
 
 	in, size, err := stores.open(ctx, c.input, stdin)

@@ -44,7 +44,7 @@ type clouds struct {
 	gcs     *storage.Client
 }
 
-func startClouds(t *testing.T) *clouds {
+func startClouds(t testing.TB) *clouds {
 	t.Helper()
 	c := &clouds{}
 
@@ -111,7 +111,7 @@ func (c *clouds) store(loc string) (compute.Store, string) {
 	return gcs.NewFromClient(c.gcs, bucket), key
 }
 
-func (c *clouds) put(t *testing.T, loc string, data []byte) {
+func (c *clouds) put(t testing.TB, loc string, data []byte) {
 	t.Helper()
 	store, key := c.store(loc)
 	storetest.Put(t, store, key, data)
