@@ -96,9 +96,6 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 	if c.opts, err = kernel.options(source); err != nil {
 		return nil, err
 	}
-	if c.readAhead, err = kernel.readAhead(source, compute.DefaultConnections); err != nil {
-		return nil, err
-	}
 	bad := func(flagName, format string, a ...any) error {
 		return &usageError{source[flagName] + " " + fmt.Sprintf(format, a...)}
 	}
@@ -112,6 +109,9 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 		c.input, c.output = rest[0], rest[1]
 	default:
 		return nil, &usageError{fmt.Sprintf("too many arguments: %q", rest[2:])}
+	}
+	if c.readAhead, err = kernel.readAhead(source, defaultConnections(c.output)); err != nil {
+		return nil, err
 	}
 	if c.rejects != "" && c.opts.OnError != compute.OnErrorSkip {
 		return nil, bad("rejects", "needs --on-error skip")

@@ -117,9 +117,14 @@ func TestParseCLIFlags(t *testing.T) {
 				t.Errorf("Workers %d, want 3", c.opts.Workers)
 			}
 		}},
-		{"connections default", nil, func(t *testing.T, c *cliConfig) {
+		{"connections default", []string{"s3://b/in.csv", "out.csv"}, func(t *testing.T, c *cliConfig) {
 			if c.readAhead != (compute.ReadAhead{Connections: 8, RangeSize: 8 << 20}) {
 				t.Errorf("read-ahead %+v, want 8 ranges of 8 MiB", c.readAhead)
+			}
+		}},
+		{"connections default uploading", []string{"s3://b/in.csv", "gs://b/out.csv"}, func(t *testing.T, c *cliConfig) {
+			if c.readAhead != (compute.ReadAhead{Connections: 4, RangeSize: 8 << 20}) {
+				t.Errorf("read-ahead %+v, want 4 ranges of 8 MiB", c.readAhead)
 			}
 		}},
 		{"connections one", []string{"--connections", "1"}, func(t *testing.T, c *cliConfig) {
@@ -907,5 +912,19 @@ func TestLambdaConnections(t *testing.T) {
 		"MOMENTUM_INPUT": "s3://b/in/", "MOMENTUM_OUTPUT": "s3://b/out/", "MOMENTUM_CONNECTIONS": "2"}), &bytes.Buffer{})
 	if err != nil || c.readAhead.Connections != 2 {
 		t.Fatalf("%+v, %v; want MOMENTUM_CONNECTIONS", c, err)
+	}
+}
+
+// TestJobConnections: the job reads ahead 8 ranges into a file, 4 when
+// it uploads its output, or as many as it is told.
+func TestJobConnections(t *testing.T) {
+	for _, tc := range []struct {
+		out, env string
+		want     int
+	}{{"out.csv", "", 8}, {"gs://b/out.csv", "", 4}, {"s3://b/parts/", "", 4}, {"gs://b/out.csv", "2", 2}} {
+		c, err := parseJobConfig([]string{"--input", "s3://b/in.csv", "--output", tc.out}, envMap(map[string]string{"MOMENTUM_CONNECTIONS": tc.env}), &bytes.Buffer{})
+		if err != nil || c.readAhead.Connections != tc.want {
+			t.Errorf("output %s, MOMENTUM_CONNECTIONS=%q: %+v, %v; want %d connections", tc.out, tc.env, c, err, tc.want)
+		}
 	}
 }

@@ -36,7 +36,7 @@ func addKernelFlags(fs *flag.FlagSet) *kernelFlags {
 	fs.StringVar(&k.onError, "on-error", k.onError, "what a bad row does: fail (stop at the first) or skip (write it to the rejects file)")
 	fs.StringVar(&k.maxRecord, "max-record", k.maxRecord, "largest record accepted, e.g. 1048576, 512KiB, 64MiB")
 	fs.IntVar(&k.opts.Workers, "workers", 0, "goroutines computing rows (default: one per CPU)")
-	fs.IntVar(&k.connections, "connections", 0, "ranged requests of 8 MiB in flight reading an s3:// or gs:// input;\n1 reads it in one stream (default: 8; on AWS Lambda 4 to 8 by memory,\n4 in the Cloud Run service)")
+	fs.IntVar(&k.connections, "connections", 0, "ranged requests of 8 MiB in flight reading an s3:// or gs:// input;\n1 reads it in one stream (default: 8, or 4 when the output is uploaded;\non AWS Lambda 4 to 8 by memory)")
 	return k
 }
 
@@ -51,6 +51,17 @@ func (k *kernelFlags) readAhead(source map[string]string, auto int) (compute.Rea
 		n = auto
 	}
 	return compute.ReadAhead{Connections: n, RangeSize: compute.DefaultRangeSize}, nil
+}
+
+// defaultConnections is the default --connections of a run whose output
+// is at loc. A run keeps about 64 MiB of transfer buffers: 8 ranges of
+// 8 MiB read ahead when the output is a file or stdout, 4 when it is
+// uploaded, as the upload holds its own parts (S3: 4 of 8 MiB).
+func defaultConnections(loc string) int {
+	if isURL(loc) {
+		return compute.DefaultConnections / 2
+	}
+	return compute.DefaultConnections
 }
 
 // lambdaConnections is the default --connections of a Lambda function

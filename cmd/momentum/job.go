@@ -44,7 +44,7 @@ func parseJobConfig(args []string, getenv func(string) string, stdout io.Writer)
 	if c.opts, err = kernel.options(source); err != nil {
 		return nil, err
 	}
-	if c.readAhead, err = kernel.readAhead(source, compute.DefaultConnections); err != nil {
+	if c.readAhead, err = kernel.readAhead(source, defaultConnections(c.output)); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {

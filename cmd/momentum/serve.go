@@ -17,9 +17,9 @@ import (
 	"github.com/momentum-run/momentum/compute"
 )
 
-// serveConnections is the service's default --connections: it runs up
-// to four events per CPU at once, each with its own read buffers, so it
-// reads each with half the ranges of the CLI and the job (32 MiB).
+// serveConnections is the service's default --connections: its output
+// is uploaded, as for the CLI (defaultConnections), and it runs up to
+// four events per CPU at once, each with buffers of its own.
 const serveConnections = compute.DefaultConnections / 2
 
 // shutdownGrace is how long in-flight requests may run after SIGTERM:
