@@ -148,9 +148,9 @@ func pinTo(o ReadOptions, info ObjectInfo) (ReadOptions, bool) {
 
 // rangeReader reads the bytes [start, end) of an object in ranges of
 // rangeSize bytes, each fetched by a goroutine of its own into a buffer
-// and handed to Read in order. Read starts the next range with each
-// buffer it is done with, so that at most as many ranges are in flight
-// as there are buffers.
+// and handed to Read in order, as its bytes come. Read starts the next
+// range with each buffer it is done with, so that at most as many ranges
+// are in flight as there are buffers.
 type rangeReader struct {
 	ctx    context.Context // of every request: ends with Close or a failure
 	cancel context.CancelCauseFunc
@@ -164,18 +164,40 @@ type rangeReader struct {
 	rangeSize  int64
 	attempts   int
 
-	ranges int                // ranges in [start, end)
-	next   int                // the next range to start
-	queue  []chan rangeResult // of the ranges started and not yet read, in order
-	buf    []byte             // the current range's bytes not yet read
-	spent  []byte             // the current range's buffer, for the next range
-	err    error              // what every Read returns from now on
+	ranges int     // ranges in [start, end)
+	next   int     // the next range to start
+	queue  []*span // the ranges started and not yet read, in order
+	pos    int     // bytes of queue[0] read
+	err    error   // what every Read returns from now on
 	closed bool
 }
 
-type rangeResult struct {
-	buf []byte
-	err error
+// A span is one range being fetched. Its goroutine fills buf from the
+// start and says how far it got; Read takes the bytes as they come.
+type span struct {
+	buf  []byte        // the range's bytes, of which buf[:n] are in
+	more chan struct{} // a signal (buffered): n, done or err changed
+
+	mu   sync.Mutex
+	n    int
+	done bool  // buf is full
+	err  error // the range failed for good
+}
+
+func (s *span) publish(n int, done bool, err error) {
+	s.mu.Lock()
+	s.n, s.done, s.err = n, done, err
+	s.mu.Unlock()
+	select {
+	case s.more <- struct{}{}:
+	default:
+	}
+}
+
+func (s *span) state() (n int, done bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n, s.done, s.err
 }
 
 // startRange starts fetching the next range into buf, from first (an
@@ -184,22 +206,22 @@ type rangeResult struct {
 func (r *rangeReader) startRange(buf []byte, first io.ReadCloser) {
 	i := r.next
 	r.next++
-	done := make(chan rangeResult, 1)
-	r.queue = append(r.queue, done)
+	off := r.start + int64(i)*r.rangeSize
+	s := &span{buf: buf[:min(r.rangeSize, r.end-off)], more: make(chan struct{}, 1)}
+	r.queue = append(r.queue, s)
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		done <- r.fetch(i, buf, first)
+		r.fetch(off, s, first)
 	}()
 }
 
-// fetch reads range i into buf, from rc if it is not nil, resuming or
-// retrying as its errors allow. A range that fails for good cancels the
-// whole read, with its error as the cause.
-func (r *rangeReader) fetch(i int, buf []byte, rc io.ReadCloser) rangeResult {
-	off := r.start + int64(i)*r.rangeSize
-	buf = buf[:min(r.rangeSize, r.end-off)]
+// fetch fills s with the bytes at off, reading from rc first if it is
+// not nil, resuming or retrying as its errors allow. A range that fails
+// for good cancels the whole read, with its error as the cause.
+func (r *rangeReader) fetch(off int64, s *span, rc io.ReadCloser) {
 	got, failures := 0, 0
+	last := off + int64(len(s.buf)) - 1
 	for {
 		err := r.ctx.Err()
 		if err == nil && rc == nil {
@@ -207,36 +229,43 @@ func (r *rangeReader) fetch(i int, buf []byte, rc io.ReadCloser) rangeResult {
 				err = sleep(r.ctx, backoff(failures))
 			}
 			if err == nil {
-				rc, err = r.open(off+int64(got), int64(len(buf)-got))
+				rc, err = r.open(off+int64(got), int64(len(s.buf)-got))
 			}
 		}
-		if err == nil {
+		for err == nil && got < len(s.buf) {
 			var n int
-			n, err = io.ReadFull(rc, buf[got:])
+			n, err = rc.Read(s.buf[got:])
 			got += n
-			rc.Close()
-			rc = nil
-			if err == nil {
-				return rangeResult{buf: buf}
+			switch {
+			case err == io.EOF && got < len(s.buf):
+				err = fmt.Errorf("compute: read %s: bytes %d-%d: the answer ended after %d bytes: %w", r.key, off, last, got, io.ErrUnexpectedEOF)
+			case err == io.EOF:
+				err = nil
 			}
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				err = fmt.Errorf("compute: read %s: bytes %d-%d: the answer ended after %d bytes: %w", r.key, off, off+int64(len(buf))-1, got, io.ErrUnexpectedEOF)
+			if n > 0 && got < len(s.buf) {
+				s.publish(got, false, nil)
 			}
 		}
 		if rc != nil {
 			rc.Close()
 			rc = nil
 		}
-		if cerr := r.ctx.Err(); cerr != nil {
-			return rangeResult{err: context.Cause(r.ctx)}
+		if err == nil {
+			s.publish(got, true, nil)
+			return
+		}
+		if r.ctx.Err() != nil {
+			s.publish(got, false, context.Cause(r.ctx))
+			return
 		}
 		failures++
 		if !retryable(err) || failures >= r.attempts {
 			if retryable(err) {
-				err = fmt.Errorf("compute: read %s: bytes %d-%d: %d attempts failed: %w", r.key, off, off+int64(len(buf))-1, failures, err)
+				err = fmt.Errorf("compute: read %s: bytes %d-%d: %d attempts failed: %w", r.key, off, last, failures, err)
 			}
 			r.cancel(err)
-			return rangeResult{err: err}
+			s.publish(got, false, err)
+			return
 		}
 	}
 }
@@ -284,45 +313,39 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 func (r *rangeReader) Read(p []byte) (int, error) {
-	for len(r.buf) == 0 {
-		if r.err != nil {
-			return 0, r.err
+	for r.err == nil {
+		if r.ctx.Err() != nil {
+			// A range failed for good, or the caller gave up.
+			r.err = context.Cause(r.ctx)
+			break
 		}
-		r.err = r.advance()
-	}
-	n := copy(p, r.buf)
-	r.buf = r.buf[n:]
-	return n, nil
-}
-
-// advance starts the next range in the buffer just read, if any is left
-// to start, and waits for the next range in order. It returns io.EOF
-// after the last.
-func (r *rangeReader) advance() error {
-	if r.spent != nil {
-		if r.next < r.ranges {
-			r.startRange(r.spent, nil)
+		if len(r.queue) == 0 {
+			r.err = io.EOF
+			break
 		}
-		r.spent = nil
-	}
-	if len(r.queue) == 0 {
-		return io.EOF
-	}
-	select {
-	case res := <-r.queue[0]:
-		r.queue = r.queue[1:]
-		if res.err != nil {
-			// A range stopped because another failed reports the other's error.
-			if r.ctx.Err() != nil {
-				return context.Cause(r.ctx)
+		s := r.queue[0]
+		n, done, err := s.state()
+		switch {
+		case r.pos < n:
+			k := copy(p, s.buf[r.pos:n])
+			r.pos += k
+			return k, nil
+		case err != nil:
+			r.err = err
+		case done:
+			// Read whole: its buffer takes the next range.
+			r.queue, r.pos = r.queue[1:], 0
+			if r.next < r.ranges {
+				r.startRange(s.buf[:cap(s.buf)], nil)
 			}
-			return res.err
+		default:
+			select {
+			case <-s.more:
+			case <-r.ctx.Done():
+			}
 		}
-		r.buf, r.spent = res.buf, res.buf[:cap(res.buf)]
-		return nil
-	case <-r.ctx.Done():
-		return context.Cause(r.ctx)
 	}
+	return 0, r.err
 }
 
 // Close stops every request and waits for them to end.
@@ -333,7 +356,7 @@ func (r *rangeReader) Close() error {
 	r.closed = true
 	r.cancel(errClosed)
 	r.wg.Wait()
-	r.buf, r.spent, r.queue = nil, nil, nil
+	r.queue = nil
 	if r.err == nil || r.err == io.EOF {
 		r.err = errClosed
 	}
