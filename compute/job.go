@@ -17,6 +17,8 @@ type Job struct {
 	Input    Store
 	InputKey string
 	Read     ReadOptions // the version or ETag the event named, if any
+	// ReadAhead is how Input is read; its zero value reads one stream.
+	ReadAhead ReadAhead
 
 	Output    Store
 	OutputKey string
@@ -99,7 +101,7 @@ func (j *Job) Run(ctx context.Context) (JobResult, error) {
 		return JobResult{}, err
 	}
 
-	in, _, err := j.Input.NewReader(ctx, j.InputKey, j.Read)
+	in, _, err := j.ReadAhead.NewReader(ctx, j.Input, j.InputKey, j.Read)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidKey) {
 			return j.Fail(ctx, err)

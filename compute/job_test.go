@@ -198,3 +198,23 @@ func TestJobTransientIsRetried(t *testing.T) {
 		}
 	}
 }
+
+// TestJobReadAhead reads the input in ranged requests: the output is the
+// golden one, in fail and skip mode.
+func TestJobReadAhead(t *testing.T) {
+	in, want := particles(t)
+	for _, skip := range []bool{false, true} {
+		j, s := newJob(t, in)
+		j.ReadAhead = compute.ReadAhead{Connections: 3, RangeSize: 50}
+		if skip {
+			j.Options.OnError = compute.OnErrorSkip
+		}
+		res, err := j.Run(context.Background())
+		if err != nil || res.Outcome != compute.Done || res.Stats.BytesIn != int64(len(in)) {
+			t.Fatalf("skip %v: %+v, %v", skip, res, err)
+		}
+		if got, _ := read(t, s, "out/a.csv"); got != want {
+			t.Errorf("skip %v: output\n%s", skip, got)
+		}
+	}
+}

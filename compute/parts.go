@@ -21,6 +21,9 @@ type ShardJob struct {
 	Input    Store
 	InputKey string
 	Read     ReadOptions // the version or ETag to read, if any
+	// ReadAhead is how the shard's own bytes are read; its zero value
+	// reads them in one stream of windows that grow.
+	ReadAhead ReadAhead
 
 	Output Store
 	Prefix string // "" or ends with "/"
@@ -142,7 +145,7 @@ func (j *ShardJob) Run(ctx context.Context) (JobResult, error) {
 	defer w.abort()
 	o := j.Options
 	o.Rejects = w.rejects
-	ra := &objectReaderAt{ctx: ctx, store: j.Input, key: j.InputKey, pin: pin, size: info.Size}
+	ra := &objectReaderAt{ctx: ctx, store: j.Input, key: j.InputKey, pin: pin, size: info.Size, ahead: j.ReadAhead}
 	defer ra.Close()
 	st, err := TransformShard(ctx, w.out, ra, info.Size, j.Shard, o)
 	if err != nil {
@@ -232,12 +235,15 @@ func ReadManifest(ctx context.Context, s Store, key string) (*Manifest, error) {
 // objectReaderAt reads an object of a Store at any offset, safely from
 // several goroutines. Each run of reads at increasing offsets, as a shard
 // makes, shares one streaming request; reads elsewhere open their own.
+// With a ReadAhead of more than one connection, it also opens a shard's
+// own bytes as one stream of ranged requests (openRange).
 type objectReaderAt struct {
 	ctx   context.Context
 	store Store
 	key   string
 	pin   ReadOptions
 	size  int64
+	ahead ReadAhead
 
 	mu   sync.Mutex
 	idle []*stream // streams between reads, the most recent last
@@ -298,6 +304,26 @@ func (o *objectReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	}
 	o.give(s)
 	return total, nil
+}
+
+// openRange opens the bytes [off, end) as one stream read through the
+// ReadAhead, or returns nil when it reads one stream only: ReadAt's
+// windows are that already.
+func (o *objectReaderAt) openRange(off, end int64) (io.ReadCloser, error) {
+	if o.ahead.Connections <= 1 {
+		return nil, nil
+	}
+	ro := o.pin
+	ro.Offset, ro.Length = off, end-off
+	rc, info, err := o.ahead.NewReader(o.ctx, o.store, o.key, ro)
+	if err != nil {
+		return nil, err
+	}
+	if info.Size != o.size {
+		rc.Close()
+		return nil, fmt.Errorf("compute: %s changed size while being read (%d, then %d bytes): %w", o.key, o.size, info.Size, ErrNotFound)
+	}
+	return rc, nil
 }
 
 // take returns the idle stream at off, or a new one.

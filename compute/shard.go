@@ -129,6 +129,17 @@ func TransformShard(ctx context.Context, w io.Writer, r io.ReaderAt, size int64,
 
 	t := &transform{o: o, w: w, spec: h.spec, line: 1}
 	sr := &shardReader{r: r, off: st.Start, end: st.End, size: size, misjudged: misjudged}
+	if ro, ok := r.(rangeOpener); ok && st.End > st.Start {
+		// The shard's own bytes, the bulk of its reading, in one stream.
+		rc, err := ro.openRange(st.Start, st.End)
+		if err != nil {
+			return st, err
+		}
+		if rc != nil {
+			defer rc.Close()
+			sr.stream, sr.streamEnd = rc, st.End
+		}
+	}
 	t.sp = newSplitter(sr, o.MaxRecordBytes)
 	t.sp.spec = t.spec
 	// Shards after the first learn their first line number, and the quote
@@ -341,12 +352,22 @@ func scanRangeParallel(ctx context.Context, r io.ReaderAt, from, to int64, f fun
 	return nil
 }
 
-// shardReader reads a shard's bytes [off, end) of r. Their quote parity
-// tells whether end, the next shard's start, is really a record
-// boundary; if it is not, the reader goes on to the end of the input, so
-// that the parser meets the error that misled the boundary search.
+// A rangeOpener opens a span of its bytes as one sequential stream, for
+// a shard to read its own bytes through rather than ReadAt; it returns
+// nil when it has nothing better than ReadAt.
+type rangeOpener interface {
+	openRange(off, end int64) (io.ReadCloser, error)
+}
+
+// shardReader reads a shard's bytes [off, end) of r, or of stream up to
+// streamEnd. Their quote parity tells whether end, the next shard's
+// start, is really a record boundary; if it is not, the reader goes on to
+// the end of the input, so that the parser meets the error that misled
+// the boundary search.
 type shardReader struct {
 	r              io.ReaderAt
+	stream         io.Reader // the bytes [off, streamEnd), when not nil
+	streamEnd      int64
 	off, end, size int64
 	quotes         int
 	misjudged      bool // end is known not to be a record boundary
@@ -361,16 +382,28 @@ func (s *shardReader) Read(p []byte) (int, error) {
 		s.overrun, s.end = true, s.size
 	}
 	n := int(min(int64(len(p)), s.end-s.off))
-	m, err := s.r.ReadAt(p[:n], s.off)
+	var m int
+	var err error
+	if s.off < s.streamEnd {
+		m, err = s.stream.Read(p[:min(int64(n), s.streamEnd-s.off)])
+		switch {
+		case err == io.EOF && s.off+int64(m) < s.streamEnd:
+			err = io.ErrUnexpectedEOF // the input is shorter than its size
+		case err == io.EOF:
+			err = nil
+		}
+	} else {
+		m, err = s.r.ReadAt(p[:n], s.off)
+		switch {
+		case m == n:
+			err = nil
+		case err == nil || err == io.EOF:
+			err = io.ErrUnexpectedEOF // the input is shorter than its size
+		}
+	}
 	s.off += int64(m)
 	if !s.overrun {
 		s.quotes += bytes.Count(p[:m], quote)
-	}
-	if m == n {
-		return m, nil
-	}
-	if err == nil || err == io.EOF {
-		err = io.ErrUnexpectedEOF // the input is shorter than its size
 	}
 	return m, err
 }

@@ -51,6 +51,9 @@ type Handler struct {
 	Bucket func(ctx context.Context, name string) (compute.Store, error)
 	// Options are the kernel's; Rejects is set for each object.
 	Options compute.Options
+	// ReadAhead is how input objects are read; its zero value reads
+	// each in one stream.
+	ReadAhead compute.ReadAhead
 	// Logger receives one line per record, in JSON on Lambda.
 	Logger *slog.Logger
 	// Reserve is the time kept before the invocation deadline to abort
@@ -208,7 +211,7 @@ func (h *Handler) record(ctx context.Context, log *slog.Logger, raw json.RawMess
 		read.ETag = quoteETag(obj.ETag) // unversioned bucket: at least this content
 	}
 	job := compute.Job{
-		Input: in, InputKey: res.Key, Read: read,
+		Input: in, InputKey: res.Key, Read: read, ReadAhead: h.ReadAhead,
 		Output: out, OutputKey: targets.Output, RejectsKey: targets.Rejects, ReportKey: targets.Report,
 		Options: h.Options,
 	}

@@ -91,18 +91,21 @@
 //
 // The kernel streams: an event job holds the kernel's chunks (512 KiB
 // each, a few per worker; more only for a single record larger than
-// that, up to Options.MaxRecordBytes) and one 8 MiB upload chunk per
-// object written (the output, and the rejects in skip mode), whatever the
-// object's size; at most MaxJobs run at once. A synchronous request holds
-// its body (at most MaxBody) and its answer (at most 2×MaxBody); a JSON
-// one also holds the rows it gives the kernel, less than its body, and
-// the momentum texts, less than its answer. At most MaxSync run at once.
-// Size the container for about
+// that, up to Options.MaxRecordBytes), one 8 MiB upload chunk per
+// object written (the output, and the rejects in skip mode) and, for an
+// input larger than one range, the ReadAhead's buffers (Connections ×
+// RangeSize), whatever the object's size; at most MaxJobs run at once. A
+// synchronous request holds its body (at most MaxBody) and its answer
+// (at most 2×MaxBody); a JSON one also holds the rows it gives the
+// kernel, less than its body, and the momentum texts, less than its
+// answer. At most MaxSync run at once. Size the container for about
 //
-//	MaxJobs×(16 MiB + chunks) + MaxSync×4×MaxBody
+//	MaxJobs×(16 MiB + chunks + read buffers) + MaxSync×4×MaxBody
 //
-// which, with the defaults on one CPU, is 4×(16 MiB + 2 MiB) + 2×128 MiB,
-// about 330 MiB; lower MaxBody or MaxSync for a smaller container.
+// which, with the defaults on one CPU (and the 4 ranges of 8 MiB that
+// momentum serve reads with), is 4×(16 MiB + 2 MiB + 32 MiB) + 2×128 MiB,
+// about 460 MiB; lower MaxBody, MaxSync or the read-ahead for a smaller
+// container.
 //
 // # Logs
 //
@@ -153,6 +156,9 @@ type Service struct {
 	// Options are the kernel's. Event jobs set Rejects for each object;
 	// synchronous requests always run in OnErrorFail mode.
 	Options compute.Options
+	// ReadAhead is how event jobs read their input objects; its zero
+	// value reads each in one stream.
+	ReadAhead compute.ReadAhead
 	// Logger receives the request logs; see NewLogger. Nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -392,7 +398,7 @@ func (s *Service) event(w http.ResponseWriter, r *http.Request, slots chan struc
 		return
 	}
 	job := compute.Job{
-		Input: in, InputKey: obj.Name, Read: compute.ReadOptions{Version: res.Generation},
+		Input: in, InputKey: obj.Name, Read: compute.ReadOptions{Version: res.Generation}, ReadAhead: s.ReadAhead,
 		Output: out, OutputKey: targets.Output, RejectsKey: targets.Rejects, ReportKey: targets.Report,
 		Options: s.Options,
 	}

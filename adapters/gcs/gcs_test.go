@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/momentum-run/momentum/adapters/storetest"
+	"github.com/momentum-run/momentum/adapters/storetest/link"
 	"github.com/momentum-run/momentum/compute"
 )
 
@@ -69,8 +70,14 @@ func newEnv(t *testing.T, versioned bool) *env {
 // (0: the client's default, no limit).
 func (e *env) store(t *testing.T, maxAttempts int, opts ...Option) *Store {
 	t.Helper()
+	return storeAt(t, e.url, maxAttempts, opts...)
+}
+
+// storeAt is env.store for a server at url: the fake, or a link to it.
+func storeAt(t *testing.T, url string, maxAttempts int, opts ...Option) *Store {
+	t.Helper()
 	client, err := storage.NewClient(context.Background(),
-		option.WithEndpoint(e.url+"/storage/v1/"), option.WithoutAuthentication(), storage.WithJSONReads())
+		option.WithEndpoint(url+"/storage/v1/"), option.WithoutAuthentication(), storage.WithJSONReads())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,6 +223,23 @@ func TestConformance(t *testing.T) {
 		storetest.Run(t, e.store(t, 0, resumable...), storetest.Options{LargeSize: 40 << 20})
 		e.assertNoTemps(t)
 	})
+}
+
+// TestReadAhead reads through a simulated link with faults, pinned to a
+// generation, from a bucket that keeps old generations and from one that
+// does not.
+func TestReadAhead(t *testing.T) {
+	for _, versioned := range []bool{true, false} {
+		t.Run(fmt.Sprintf("versioned=%v", versioned), func(t *testing.T) {
+			e := newEnv(t, versioned)
+			storetest.RunReadAhead(t, storetest.Linked{
+				Upstream:  e.url,
+				Open:      func(t *testing.T, url string) compute.Store { return storeAt(t, url, 3) },
+				Versioned: versioned,
+				SlowDown:  link.Unavailable(),
+			})
+		})
+	}
 }
 
 func TestContentType(t *testing.T) {

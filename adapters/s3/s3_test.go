@@ -28,6 +28,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/momentum-run/momentum/adapters/storetest"
+	"github.com/momentum-run/momentum/adapters/storetest/link"
 	"github.com/momentum-run/momentum/compute"
 )
 
@@ -357,6 +358,30 @@ func kindOf(err error) error {
 func TestConformance(t *testing.T) {
 	srv := newServer(t, false)
 	storetest.Run(t, srv.store(), storetest.Options{LargeSize: 200 << 20, Versioned: true})
+	srv.assertNoUploads(t)
+}
+
+// TestReadAhead reads through a simulated link with faults, from a
+// versioned bucket (reads pinned to a version id) and from one without
+// versions (pinned to the ETag with If-Match).
+func TestReadAhead(t *testing.T) {
+	srv := newServer(t, false)
+	if err := srv.backend.CreateBucket("plain"); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []struct {
+		name      string
+		versioned bool
+	}{{testBucket, true}, {"plain", false}} {
+		t.Run(b.name, func(t *testing.T) {
+			storetest.RunReadAhead(t, storetest.Linked{
+				Upstream:  srv.url,
+				Open:      func(t *testing.T, url string) compute.Store { return NewFromClient(newClient(url), b.name) },
+				Versioned: b.versioned,
+				SlowDown:  link.SlowDown(),
+			})
+		})
+	}
 	srv.assertNoUploads(t)
 }
 

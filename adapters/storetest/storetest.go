@@ -347,19 +347,36 @@ func testLarge(t *testing.T, s compute.Store, k func(string) string, size int64)
 // OneGenerationReadAtATime wraps the handler of a fake-gcs-server so that
 // it serves requests for a given generation, reads and deletes, one at a
 // time: fake-gcs-server v1.56.1 races with itself on concurrent ones
-// (internal/backend/memory.go, GetObjectWithGeneration appends to a
+// (internal/backend/memory.go, GetObjectWithGeneration copies into a
 // shared slice), which the race detector reports in any test that runs
 // the server in process. The gcs store pins its reads to a generation, so
 // every read is one, and deletes a parallel upload's temporary objects by
-// generation.
+// generation. A read's answer is made in memory while the lock is held
+// and sent after, so that a slow client (a ranged read through a link)
+// holds up no other.
 func OneGenerationReadAtATime(fake http.Handler) http.Handler {
 	var mu sync.Mutex
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if (r.Method == http.MethodGet || r.Method == http.MethodDelete) && r.URL.Query().Has("generation") {
+		switch {
+		case !r.URL.Query().Has("generation"):
+			fake.ServeHTTP(w, r)
+		case r.Method == http.MethodDelete:
 			mu.Lock()
 			defer mu.Unlock()
+			fake.ServeHTTP(w, r)
+		case r.Method == http.MethodGet:
+			rec := httptest.NewRecorder()
+			mu.Lock()
+			fake.ServeHTTP(rec, r)
+			mu.Unlock()
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes())
+		default:
+			fake.ServeHTTP(w, r)
 		}
-		fake.ServeHTTP(w, r)
 	})
 }
 

@@ -65,6 +65,7 @@ func (e *usageError) Error() string { return e.msg }
 // cliConfig is everything a CLI run needs, read once from flags and env.
 type cliConfig struct {
 	opts        compute.Options
+	readAhead   compute.ReadAhead
 	input       string
 	output      string
 	rejects     string
@@ -111,6 +112,9 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 	}
 	if c.input != "-" && sameLocation(c.input, c.output) {
 		return nil, &usageError{fmt.Sprintf("INPUT %q and OUTPUT %q are the same file: the output would overwrite its input", c.input, c.output)}
+	}
+	if c.readAhead, err = kernel.readAhead(source, defaultConnections(c.output)); err != nil {
+		return nil, err
 	}
 	if c.rejects != "" && c.opts.OnError != compute.OnErrorSkip {
 		return nil, bad("rejects", "needs --on-error skip")
@@ -290,7 +294,7 @@ func transformFiles(ctx context.Context, c *cliConfig, stdin io.Reader, stdout, 
 	// A run that fails cancels ctx, which makes the writers abort.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stores := &storeSet{}
+	stores := &storeSet{readAhead: c.readAhead}
 	defer stores.close()
 
 	in, size, err := stores.open(ctx, c.input, stdin)

@@ -25,14 +25,14 @@ func envMap(m map[string]string) func(string) string {
 // allFlags are the flags the help must list, each as --name.
 var allFlags = []string{
 	"mass", "velocity", "momentum", "header", "delimiter", "decimals",
-	"on-error", "rejects", "max-record", "workers", "quiet", "version", "help",
+	"on-error", "rejects", "max-record", "workers", "connections", "quiet", "version", "help",
 }
 
 // envFlags are the flags that can come from the environment: all but
 // help, h and version.
 var envFlags = []string{
 	"mass", "velocity", "momentum", "header", "delimiter", "decimals",
-	"on-error", "rejects", "max-record", "workers", "quiet",
+	"on-error", "rejects", "max-record", "workers", "connections", "quiet",
 }
 
 // parseOK parses args with env and fails the test on any error.
@@ -115,6 +115,26 @@ func TestParseCLIFlags(t *testing.T) {
 		{"workers", []string{"--workers", "3"}, func(t *testing.T, c *cliConfig) {
 			if c.opts.Workers != 3 {
 				t.Errorf("Workers %d, want 3", c.opts.Workers)
+			}
+		}},
+		{"connections default", []string{"s3://b/in.csv", "out.csv"}, func(t *testing.T, c *cliConfig) {
+			if c.readAhead != (compute.ReadAhead{Connections: 8, RangeSize: 8 << 20}) {
+				t.Errorf("read-ahead %+v, want 8 ranges of 8 MiB", c.readAhead)
+			}
+		}},
+		{"connections default uploading", []string{"s3://b/in.csv", "gs://b/out.csv"}, func(t *testing.T, c *cliConfig) {
+			if c.readAhead != (compute.ReadAhead{Connections: 4, RangeSize: 8 << 20}) {
+				t.Errorf("read-ahead %+v, want 4 ranges of 8 MiB", c.readAhead)
+			}
+		}},
+		{"connections one", []string{"--connections", "1"}, func(t *testing.T, c *cliConfig) {
+			if c.readAhead.Connections != 1 {
+				t.Errorf("read-ahead %+v, want one stream", c.readAhead)
+			}
+		}},
+		{"connections", []string{"--connections", "16"}, func(t *testing.T, c *cliConfig) {
+			if c.readAhead.Connections != 16 {
+				t.Errorf("read-ahead %+v, want 16", c.readAhead)
 			}
 		}},
 		{"columns", []string{"--mass", "Masse", "--velocity", "Geschwindigkeit", "--momentum", "Impuls"}, func(t *testing.T, c *cliConfig) {
@@ -260,6 +280,8 @@ func TestUsageErrors(t *testing.T) {
 		{"max-record over 2GiB", []string{"--max-record", "3G"}, []string{"--max-record"}},
 		{"max-record empty", []string{"--max-record", ""}, []string{"--max-record"}},
 		{"workers negative", []string{"--workers", "-1"}, []string{"--workers"}},
+		{"connections negative", []string{"--connections", "-1"}, []string{"--connections -1: want 1 to 64"}},
+		{"connections too many", []string{"--connections", "65"}, []string{"--connections 65: want 1 to 64"}},
 		{"workers not a number", []string{"--workers", "many"}, []string{"workers"}},
 		{"empty mass column", []string{"--mass", ""}, []string{"--mass"}},
 		{"blank velocity column", []string{"--velocity", "  "}, []string{"--velocity"}},
@@ -385,6 +407,11 @@ func TestEnv(t *testing.T) {
 		{"workers", map[string]string{"MOMENTUM_WORKERS": "2"}, nil, func(t *testing.T, c *cliConfig) {
 			if c.opts.Workers != 2 {
 				t.Errorf("Workers %d", c.opts.Workers)
+			}
+		}},
+		{"connections", map[string]string{"MOMENTUM_CONNECTIONS": "1"}, nil, func(t *testing.T, c *cliConfig) {
+			if c.readAhead.Connections != 1 {
+				t.Errorf("Connections %d", c.readAhead.Connections)
 			}
 		}},
 		{"quiet", map[string]string{"MOMENTUM_QUIET": "true"}, nil, func(t *testing.T, c *cliConfig) {
@@ -864,6 +891,40 @@ func TestHelpNamesEveryMode(t *testing.T) {
 		code := run(context.Background(), append(mode, "--help"), func(string) string { return "" }, strings.NewReader(""), &mout, &merr)
 		if code != 0 || !strings.Contains(mout.String()+merr.String(), "Usage: momentum "+mode[0]) {
 			t.Errorf("%q --help: code %d, %q %q", mode, code, mout.String(), merr.String())
+		}
+	}
+}
+
+// TestLambdaConnections: a function's read buffers take at most a
+// quarter of its memory.
+func TestLambdaConnections(t *testing.T) {
+	for mem, want := range map[string]int{"": 8, "x": 8, "128": 4, "192": 6, "256": 8, "10240": 8, "64": 2, "16": 1} {
+		if got := lambdaConnections(envMap(map[string]string{"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": mem})); got != want {
+			t.Errorf("%q MB: %d connections, want %d", mem, got, want)
+		}
+	}
+	c, err := parseEventConfig("on AWS Lambda", "s3", 4, nil, envMap(map[string]string{
+		"MOMENTUM_INPUT": "s3://b/in/", "MOMENTUM_OUTPUT": "s3://b/out/"}), &bytes.Buffer{})
+	if err != nil || c.readAhead.Connections != 4 {
+		t.Fatalf("%+v, %v; want the mode's default of 4", c, err)
+	}
+	c, err = parseEventConfig("on AWS Lambda", "s3", 4, nil, envMap(map[string]string{
+		"MOMENTUM_INPUT": "s3://b/in/", "MOMENTUM_OUTPUT": "s3://b/out/", "MOMENTUM_CONNECTIONS": "2"}), &bytes.Buffer{})
+	if err != nil || c.readAhead.Connections != 2 {
+		t.Fatalf("%+v, %v; want MOMENTUM_CONNECTIONS", c, err)
+	}
+}
+
+// TestJobConnections: the job reads ahead 8 ranges into a file, 4 when
+// it uploads its output, or as many as it is told.
+func TestJobConnections(t *testing.T) {
+	for _, tc := range []struct {
+		out, env string
+		want     int
+	}{{"out.csv", "", 8}, {"gs://b/out.csv", "", 4}, {"s3://b/parts/", "", 4}, {"gs://b/out.csv", "2", 2}} {
+		c, err := parseJobConfig([]string{"--input", "s3://b/in.csv", "--output", tc.out}, envMap(map[string]string{"MOMENTUM_CONNECTIONS": tc.env}), &bytes.Buffer{})
+		if err != nil || c.readAhead.Connections != tc.want {
+			t.Errorf("output %s, MOMENTUM_CONNECTIONS=%q: %+v, %v; want %d connections", tc.out, tc.env, c, err, tc.want)
 		}
 	}
 }

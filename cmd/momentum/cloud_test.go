@@ -49,7 +49,7 @@ type clouds struct {
 // startClouds starts the two emulators, with gofakes3 wrapped in
 // storetest.S3PartCopy: the UploadPartCopy that real S3 has and gofakes3
 // v1.2.0 lacks, so merge takes the path it takes on S3.
-func startClouds(t *testing.T) *clouds {
+func startClouds(t testing.TB) *clouds {
 	t.Helper()
 	backend := s3mem.New()
 	for _, b := range []string{"in", "out"} {
@@ -71,7 +71,7 @@ func startPlainClouds(t *testing.T) *clouds {
 
 // startCloudsWith starts the Cloud Storage emulator, with the buckets "in"
 // and "out", and serves the S3 one with s3Handler.
-func startCloudsWith(t *testing.T, s3Handler http.Handler) *clouds {
+func startCloudsWith(t testing.TB, s3Handler http.Handler) *clouds {
 	t.Helper()
 	c := &clouds{}
 
@@ -150,7 +150,7 @@ func (c *clouds) makeBucket(t *testing.T, loc string) {
 	}
 }
 
-func (c *clouds) put(t *testing.T, loc string, data []byte) {
+func (c *clouds) put(t testing.TB, loc string, data []byte) {
 	t.Helper()
 	store, key := c.store(loc)
 	storetest.Put(t, store, key, data)

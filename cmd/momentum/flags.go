@@ -18,7 +18,12 @@ type kernelFlags struct {
 	onError   string
 	maxRecord string
 	decimals  int
+	// connections is --connections: 0 until set, for the mode's default.
+	connections int
 }
+
+// maxConnections bounds --connections: 64 ranges of 8 MiB in memory.
+const maxConnections = 64
 
 func addKernelFlags(fs *flag.FlagSet) *kernelFlags {
 	k := &kernelFlags{header: "auto", delimiter: ",", onError: "fail", maxRecord: "16MiB", decimals: -1}
@@ -31,7 +36,43 @@ func addKernelFlags(fs *flag.FlagSet) *kernelFlags {
 	fs.StringVar(&k.onError, "on-error", k.onError, "what a bad row does: fail (stop at the first) or skip (write it to the rejects file)")
 	fs.StringVar(&k.maxRecord, "max-record", k.maxRecord, "largest record accepted, e.g. 1048576, 512KiB, 64MiB")
 	fs.IntVar(&k.opts.Workers, "workers", 0, "goroutines computing rows (default: one per CPU;\nat most 4 per CPU are used, as more only cost memory)")
+	fs.IntVar(&k.connections, "connections", 0, "ranged requests of 8 MiB in flight reading an s3:// or gs:// input;\n1 reads it in one stream (default: 8, or 4 when the output is uploaded;\non AWS Lambda 4 to 8 by memory)")
 	return k
+}
+
+// readAhead is how cloud inputs are read: --connections ranged requests
+// of compute.DefaultRangeSize bytes at once, or auto when it is not set.
+func (k *kernelFlags) readAhead(source map[string]string, auto int) (compute.ReadAhead, error) {
+	n := k.connections
+	switch {
+	case n < 0 || n > maxConnections:
+		return compute.ReadAhead{}, &usageError{fmt.Sprintf("%s %d: want 1 to %d", source["connections"], n, maxConnections)}
+	case n == 0:
+		n = auto
+	}
+	return compute.ReadAhead{Connections: n, RangeSize: compute.DefaultRangeSize}, nil
+}
+
+// defaultConnections is the default --connections of a run whose output
+// is at loc. A run keeps about 64 MiB of transfer buffers: 8 ranges of
+// 8 MiB read ahead when the output is a file or stdout, 4 when it is
+// uploaded, as the upload holds its own parts (S3: 4 of 8 MiB).
+func defaultConnections(loc string) int {
+	if isURL(loc) {
+		return compute.DefaultConnections / 2
+	}
+	return compute.DefaultConnections
+}
+
+// lambdaConnections is the default --connections of a Lambda function
+// with AWS_LAMBDA_FUNCTION_MEMORY_SIZE megabytes: the read buffers take
+// at most a quarter of its memory (4 ranges at 128 MB, 8 from 256 MB).
+func lambdaConnections(getenv func(string) string) int {
+	mb, err := strconv.Atoi(getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"))
+	if err != nil || mb <= 0 {
+		return compute.DefaultConnections
+	}
+	return min(max(mb<<20/4/compute.DefaultRangeSize, 1), compute.DefaultConnections)
 }
 
 // parseFlags parses args, then sets each flag not on the command line

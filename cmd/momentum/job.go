@@ -19,9 +19,10 @@ import (
 
 // jobConfig is the batch job's configuration: one input to one output.
 type jobConfig struct {
-	opts   compute.Options
-	input  string
-	output string
+	opts      compute.Options
+	readAhead compute.ReadAhead
+	input     string
+	output    string
 	// shard is set when the job is one task of an array: the output is
 	// then a folder of parts.
 	shard       *compute.Shard
@@ -45,6 +46,9 @@ func parseJobConfig(args []string, getenv func(string) string, stdout io.Writer)
 		return nil, err
 	}
 	if c.opts, err = kernel.options(source); err != nil {
+		return nil, err
+	}
+	if c.readAhead, err = kernel.readAhead(source, defaultConnections(c.output)); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -145,7 +149,7 @@ func runJob(ctx context.Context, args []string, getenv func(string) string, stdo
 	if c.shard != nil {
 		log = log.With("shard", c.shard.String())
 	}
-	stores := &storeSet{}
+	stores := &storeSet{readAhead: c.readAhead}
 	defer stores.close()
 	job, err := jobFor(ctx, stores, c)
 	if err != nil {
@@ -210,7 +214,8 @@ func jobFor(ctx context.Context, stores *storeSet, c *jobConfig) (runner, error)
 		if err != nil {
 			return nil, err
 		}
-		return &compute.ShardJob{Input: in, InputKey: inKey, Output: out, Prefix: prefix, Shard: *c.shard, Options: c.opts}, nil
+		return &compute.ShardJob{Input: in, InputKey: inKey, ReadAhead: stores.readAheadFor(in),
+			Output: out, Prefix: prefix, Shard: *c.shard, Options: c.opts}, nil
 	}
 	out, outKey, err := stores.locate(ctx, c.output)
 	if err != nil {
@@ -226,7 +231,7 @@ func jobFor(ctx context.Context, stores *storeSet, c *jobConfig) (runner, error)
 	_, _, rejectsKey, _ := splitLocation(rejectsPath(c.output))
 	_, _, reportKey, _ := splitLocation(reportLocation(c.output))
 	return &compute.Job{
-		Input: in, InputKey: inKey,
+		Input: in, InputKey: inKey, ReadAhead: stores.readAheadFor(in),
 		Output: out, OutputKey: outKey, RejectsKey: rejectsKey, ReportKey: reportKey,
 		Options: c.opts,
 	}, nil

@@ -20,13 +20,15 @@ import (
 // eventConfig is what the event-driven modes read from their flags and
 // environment: the kernel's options and the route.
 type eventConfig struct {
-	opts  compute.Options
-	route compute.Route
+	opts      compute.Options
+	readAhead compute.ReadAhead
+	route     compute.Route
 }
 
 // parseEventConfig reads MOMENTUM_INPUT, MOMENTUM_OUTPUT and the kernel's
-// options, for locations with the given scheme.
-func parseEventConfig(mode, scheme string, args []string, getenv func(string) string, stdout io.Writer) (*eventConfig, error) {
+// options, for locations with the given scheme; connections is the
+// mode's default --connections.
+func parseEventConfig(mode, scheme string, connections int, args []string, getenv func(string) string, stdout io.Writer) (*eventConfig, error) {
 	fs := flag.NewFlagSet("momentum "+mode, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	kernel := addKernelFlags(fs)
@@ -42,6 +44,9 @@ func parseEventConfig(mode, scheme string, args []string, getenv func(string) st
 	}
 	c := &eventConfig{}
 	if c.opts, err = kernel.options(source); err != nil {
+		return nil, err
+	}
+	if c.readAhead, err = kernel.readAhead(source, connections); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -69,7 +74,7 @@ func parseEventConfig(mode, scheme string, args []string, getenv func(string) st
 
 // runLambda serves Lambda invocations until the process is stopped.
 func runLambda(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	c, err := parseEventConfig("on AWS Lambda", "s3", args, getenv, stdout)
+	c, err := parseEventConfig("on AWS Lambda", "s3", lambdaConnections(getenv), args, getenv, stdout)
 	if err != nil {
 		// The function cannot start; Lambda reports the exit and this line.
 		fmt.Fprintf(stderr, "momentum: %v\n", err)
@@ -78,10 +83,11 @@ func runLambda(ctx context.Context, args []string, getenv func(string) string, s
 	level := slog.LevelInfo
 	level.UnmarshalText([]byte(getenv("AWS_LAMBDA_LOG_LEVEL"))) // Lambda's own setting; a bad one keeps INFO
 	h := &awslambda.Handler{
-		Route:   c.route,
-		Bucket:  cachedBuckets(func(ctx context.Context, name string) (compute.Store, error) { return s3.New(ctx, name) }),
-		Options: c.opts,
-		Logger:  slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})),
+		Route:     c.route,
+		Bucket:    cachedBuckets(func(ctx context.Context, name string) (compute.Store, error) { return s3.New(ctx, name) }),
+		Options:   c.opts,
+		ReadAhead: c.readAhead,
+		Logger:    slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 	lambda.StartWithOptions(h.Handle, lambda.WithContext(ctx))
 	return exitFailure // not reached: Start exits when the Runtime API fails

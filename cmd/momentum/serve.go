@@ -17,6 +17,11 @@ import (
 	"github.com/momentum-run/momentum/compute"
 )
 
+// serveConnections is the service's default --connections: its output
+// is uploaded, as for the CLI (defaultConnections), and it runs up to
+// four events per CPU at once, each with buffers of its own.
+const serveConnections = compute.DefaultConnections / 2
+
 // shutdownGrace is how long in-flight requests may run after SIGTERM:
 // Cloud Run kills the container 10 s after it.
 const shutdownGrace = 8 * time.Second
@@ -24,7 +29,7 @@ const shutdownGrace = 8 * time.Second
 // runServe runs the Cloud Run service until ctx is done.
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	log := cloudLogger(stderr, getenv)
-	c, err := parseEventConfig("serve", "gs", args, getenv, stdout)
+	c, err := parseEventConfig("serve", "gs", serveConnections, args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
@@ -53,10 +58,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 	svc := &cloudrun.Service{
-		Route:   c.route,
-		Bucket:  cachedBuckets(func(ctx context.Context, name string) (compute.Store, error) { return gcs.New(ctx, name) }),
-		Options: c.opts,
-		Logger:  log,
+		Route:     c.route,
+		Bucket:    cachedBuckets(func(ctx context.Context, name string) (compute.Store, error) { return gcs.New(ctx, name) }),
+		Options:   c.opts,
+		ReadAhead: c.readAhead,
+		Logger:    log,
 	}
 	log.Info("serving", "address", l.Addr().String(), "input", "gs://"+c.route.From.String(), "output", "gs://"+c.route.To.String(), "version", versionString())
 	if err := cloudrun.Serve(ctx, l, svc.Handler(), log, grace); err != nil {

@@ -22,9 +22,25 @@ import (
 // Cloud clients are made only when a location needs them, so a local run
 // starts as fast as it can.
 type storeSet struct {
+	// readAhead is how cloud objects are read; see readAheadFor.
+	readAhead compute.ReadAhead
+
 	files   *local.Store
 	buckets map[string]compute.Store // by scheme://bucket
 	closers []func() error
+}
+
+// readAheadFor is how to read an object of store. Cloud objects are read
+// through the ReadAhead: an object store serves each connection at a
+// bounded rate. Files are read in one stream: the kernel's page cache and
+// read-ahead already serve a sequential read at the speed of the disk
+// (or of memory), far above the kernel's, and ranges read at once would
+// only add a copy, buffers and, on a spinning disk, seeks.
+func (s *storeSet) readAheadFor(store compute.Store) compute.ReadAhead {
+	if _, ok := store.(*local.Store); ok {
+		return compute.ReadAhead{}
+	}
+	return s.readAhead
 }
 
 // locate returns the store holding a location, and the key within it.
@@ -145,7 +161,7 @@ func (s *storeSet) open(ctx context.Context, loc string, stdin io.Reader) (io.Re
 	if err != nil {
 		return nil, 0, err
 	}
-	r, info, err := store.NewReader(ctx, key, compute.ReadOptions{})
+	r, info, err := s.readAheadFor(store).NewReader(ctx, store, key, compute.ReadOptions{})
 	if err != nil {
 		return nil, 0, err
 	}
