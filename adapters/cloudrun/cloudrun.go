@@ -53,7 +53,12 @@
 //	mass, velocity, momentum   the columns' names (distinct, not empty)
 //	on_error   fail; skip is refused (see below)
 //
-// An unknown parameter, one given twice or a bad value is a 400.
+// An unknown parameter, one given twice or a bad value is a 400, and so is
+// a query that cannot be read whole: a bad %-escape, or a raw ';', which
+// some clients take to separate parameters and which Go's url.ParseQuery
+// would drop with its pair. A ';' inside a value is written %3B; the one
+// raw ';' taken is "delimiter=;", which can mean nothing but the
+// semicolon. The 400 names the parameter.
 //
 // The endpoint is always strict (fail mode), whatever the service's
 // options: skipped rows would need a second body to be reported in, and a

@@ -583,6 +583,8 @@ func TestSync(t *testing.T) {
 		{"csv, decimals golden", "/v1/momentum?decimals=3", "text/csv", testdata(t, "demo.csv"), 200, string(testdata(t, "demo-decimals3.golden"))},
 		{"csv, columns golden", "/v1/momentum?delimiter=%3B&mass=MASSE&velocity=geschwindigkeit", "text/csv", testdata(t, "semicolon.csv"), 200, string(testdata(t, "semicolon.golden"))},
 		{"csv, columns", "/v1/momentum?mass=m&velocity=v&momentum=p", "text/csv", []byte("v,m\n3,2\n"), 200, "v,m,p\n3,2,6\n"},
+		{"csv, raw semicolon delimiter", "/v1/momentum?delimiter=;&mass=MASSE&velocity=geschwindigkeit", "text/csv", testdata(t, "semicolon.csv"), 200, string(testdata(t, "semicolon.golden"))},
+		{"csv, raw semicolon delimiter last", "/v1/momentum?decimals=1&delimiter=;", "text/csv", []byte("mass;velocity\n1;2\n"), 200, "mass;velocity;momentum\n1;2;2.0\n"},
 		{"csv, on_error=fail", "/v1/momentum?on_error=fail", "text/csv", []byte("mass,velocity\n1,2\n"), 200, "mass,velocity,momentum\n1,2,2\n"},
 		{"csv, on_error=skip", "/v1/momentum?on_error=skip", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~always strict"},
 		{"csv, empty column name", "/v1/momentum?mass=", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~mass"},
@@ -705,6 +707,44 @@ func TestSync(t *testing.T) {
 			t.Errorf("healthz: %d %q", resp.StatusCode, b)
 		}
 	})
+}
+
+// TestSyncQuery: a query the endpoint cannot read whole is a 400 naming
+// the parameter, never a request run with part of its options. A raw ';'
+// is taken literally only as "delimiter=;", where it cannot be a
+// separator (Go's url.ParseQuery drops any pair holding one, and some
+// clients separate parameters with it).
+func TestSyncQuery(t *testing.T) {
+	f := newFixture(t, compute.Options{})
+	for _, tt := range []struct {
+		query string
+		name  string // the parameter the 400 names
+		hint  string // and a part of its message
+	}{
+		{"delimiter=x;y", "delimiter", "%3B"},
+		{"delimiter=;;", "delimiter", "%3B"},
+		{"delimiter=%3B;", "delimiter", "%3B"},
+		{"decimals=3;delimiter=tab", "decimals", "%3B"},
+		{"delimiter=;&mass=Masse;kg", "mass", "%3B"},
+		{"mass=m;velocity=v", "mass", "%3B"},
+		{"a;b=1", "a;b", "%3B"},
+		{"mass=%zz", "mass", "invalid URL escape"},
+		{"velocity%zz=v", "velocity%zz", "invalid URL escape"},
+	} {
+		t.Run(tt.query, func(t *testing.T) {
+			resp, err := http.Post(f.srv.URL+"/v1/momentum?"+tt.query, "text/csv", strings.NewReader("mass,velocity\n1,2\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var e struct{ Error string }
+			err = json.NewDecoder(resp.Body).Decode(&e)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || err != nil || !strings.Contains(e.Error, tt.hint) ||
+				!strings.Contains(e.Error, "query parameter "+strconv.Quote(tt.name)) {
+				t.Errorf("%d %q (%v), want 400 naming %q with %q", resp.StatusCode, e.Error, err, tt.name, tt.hint)
+			}
+		})
+	}
 }
 
 // TestSyncBusy: a synchronous request over MaxSync is 503 with

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -187,7 +188,10 @@ var syncParams = []string{"decimals", "delimiter", "header", "mass", "velocity",
 func (s *Service) syncOptions(r *http.Request) (compute.Options, error) {
 	o := s.Options
 	o.OnError, o.Rejects = compute.OnErrorFail, nil
-	q := r.URL.Query()
+	q, err := parseQuery(r.URL.RawQuery)
+	if err != nil {
+		return o, err
+	}
 	names := make([]string, 0, len(q))
 	for name := range q {
 		names = append(names, name)
@@ -262,6 +266,39 @@ func (s *Service) syncOptions(r *http.Request) (compute.Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// parseQuery is url.ParseQuery, one pair at a time so that an error names
+// its parameter, where an error ends the parsing rather than drop the
+// pair. A raw ';' is an error, for it is ambiguous: some clients
+// separate parameters with it, url.ParseQuery drops the pair, and a
+// user may mean it literally. The one exception is the pair
+// "delimiter=;", which only means the semicolon: European CSV uses it,
+// and a parameter with an empty name after it means nothing.
+func parseQuery(raw string) (url.Values, error) {
+	q := url.Values{}
+	for _, pair := range strings.Split(raw, "&") {
+		if pair == "delimiter=;" {
+			q.Add("delimiter", ";")
+			continue
+		}
+		v, err := url.ParseQuery(pair)
+		if err == nil {
+			for name, values := range v {
+				q[name] = append(q[name], values...)
+			}
+			continue
+		}
+		name, _, _ := strings.Cut(pair, "=")
+		if n, uerr := url.QueryUnescape(name); uerr == nil {
+			name = n
+		}
+		if strings.Contains(pair, ";") {
+			return nil, fmt.Errorf("query parameter %q: a raw ';' in %q: separate parameters with '&', and write a ';' that is part of a value as %%3B", name, pair)
+		}
+		return nil, fmt.Errorf("query parameter %q: %v", name, err)
+	}
+	return q, nil
 }
 
 func containsString(list []string, s string) bool {
