@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -453,5 +455,78 @@ func TestCloudRunServiceSIGTERM(t *testing.T) {
 	}
 	if _, ok := g.get(t, "momentum/slow.csv"); ok {
 		t.Error("a partial output was committed")
+	}
+}
+
+// slowBody is a request whose body comes a byte at a time.
+type slowBody struct {
+	conn net.Conn
+	resp *bufio.Reader
+	done chan struct{}
+}
+
+// sendSlowBody sends to the service the header of a CSV request with
+// Expect: 100-continue, waits for the 100 Continue (its handler is reading
+// the body), then sends the body a byte every interval, in the
+// background, until the connection is closed.
+func (s *service) sendSlowBody(t *testing.T, path string) *slowBody {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &slowBody{conn: conn, resp: bufio.NewReader(conn), done: make(chan struct{})}
+	t.Cleanup(func() { conn.Close(); <-b.done })
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n", path)
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	status, err := b.resp.ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 100 ") {
+		close(b.done)
+		t.Fatalf("a slow request, before its body: %q, %v; want 100 Continue", status, err)
+	}
+	b.resp.ReadString('\n')
+	conn.SetReadDeadline(time.Time{})
+	go func() {
+		defer close(b.done)
+		body := "mass,velocity\n" + strings.Repeat("1,2\n", 25000)
+		for i := 0; i < len(body); i++ {
+			if _, err := io.WriteString(conn, body[i:i+1]); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	return b
+}
+
+// TestCloudRunServiceSlowClients: 8 connections trickling request bodies
+// to /v1/momentum (twice the service's synchronous slots on 2 CPUs) do
+// not keep other requests from being answered.
+func TestCloudRunServiceSlowClients(t *testing.T) {
+	g := startGCSFake(t)
+	s := startService(t, g)
+	for range 8 {
+		s.sendSlowBody(t, "/v1/momentum")
+	}
+	particles := readFile(t, testdata(t, "particles.csv"))
+	cli := momentum(t, nil, "--quiet", testdata(t, "particles.csv"))
+	for i := range 3 {
+		start := time.Now()
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Post(s.url+"/v1/momentum", "text/csv", bytes.NewReader(particles))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		took := time.Since(start)
+		t.Logf("request %d while 8 bodies trickle in: %d in %v", i, resp.StatusCode, took.Round(time.Millisecond))
+		if resp.StatusCode != http.StatusOK || string(b) != cli.stdout {
+			t.Errorf("request %d while 8 bodies trickle in: %d %s", i, resp.StatusCode, b)
+		}
+		// It takes milliseconds; the status is what tells a held slot (an
+		// immediate 503). The bound is generous for a loaded machine.
+		if took > 5*time.Second {
+			t.Errorf("request %d took %v", i, took)
+		}
 	}
 }
