@@ -97,16 +97,22 @@ func (f *s3Faults) wrap(next http.Handler) http.Handler {
 	})
 }
 
-// stallingWriter sends the first bytes of a body, then waits.
+// stallingWriter sends the first bytes of a body, then waits; onStall,
+// if set, is called as it starts waiting.
 type stallingWriter struct {
 	http.ResponseWriter
-	left  int64
-	stall time.Duration
-	done  <-chan struct{}
+	left    int64
+	stall   time.Duration
+	done    <-chan struct{}
+	onStall func()
 }
 
 func (s *stallingWriter) Write(p []byte) (int, error) {
 	if s.left <= 0 {
+		if s.onStall != nil {
+			s.onStall()
+			s.onStall = nil
+		}
 		select {
 		case <-time.After(s.stall):
 		case <-s.done:

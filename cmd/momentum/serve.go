@@ -17,10 +17,6 @@ import (
 	"github.com/momentum-run/momentum/compute"
 )
 
-// shutdownGrace is how long in-flight requests may run after SIGTERM:
-// Cloud Run kills the container 10 s after it.
-const shutdownGrace = 8 * time.Second
-
 // runServe runs the Cloud Run service until ctx is done.
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	log := cloudLogger(stderr, getenv)
@@ -45,10 +41,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Error("cannot listen", "address", addr, "error", err.Error())
 		return exitFailure
 	}
-	grace := shutdownGrace
+	// How long requests in flight may run after SIGTERM, before they are
+	// cancelled; the service exits at most a second later. Cloud Run
+	// kills the container 10 s after SIGTERM.
+	grace := cloudrun.DefaultGrace
 	if v := getenv("MOMENTUM_SHUTDOWN_GRACE"); v != "" {
 		if grace, err = time.ParseDuration(v); err != nil || grace < 0 {
-			log.Error(fmt.Sprintf("bad configuration: MOMENTUM_SHUTDOWN_GRACE=%q: want a duration such as 8s", v))
+			log.Error(fmt.Sprintf("bad configuration: MOMENTUM_SHUTDOWN_GRACE=%q: want a duration such as 6s", v))
 			return exitUsage
 		}
 	}

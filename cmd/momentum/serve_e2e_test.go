@@ -39,11 +39,14 @@ type gcsFake struct {
 
 	mu      sync.Mutex
 	stallAt map[string]int64 // object → bytes of a read after which it stalls
+	stalled chan struct{}    // closed when a read first stalls
+	chunks  int              // requests carrying upload data so far
 }
 
 func startGCSFake(t *testing.T) *gcsFake {
 	t.Helper()
-	g := &gcsFake{stallAt: map[string]int64{}}
+	g := &gcsFake{stallAt: map[string]int64{}, stalled: make(chan struct{})}
+	var stallOnce sync.Once
 	srv := httptest.NewUnstartedServer(nil)
 	g.host = srv.Listener.Addr().String()
 	fake, err := fakestorage.NewServerWithOptions(fakestorage.Options{
@@ -61,8 +64,14 @@ func startGCSFake(t *testing.T) *gcsFake {
 			at, stalls := g.stallAt[name]
 			g.mu.Unlock()
 			if stalls {
-				w = &stallingWriter{ResponseWriter: w, left: at, stall: time.Hour, done: r.Context().Done()}
+				w = &stallingWriter{ResponseWriter: w, left: at, stall: time.Hour, done: r.Context().Done(),
+					onStall: func() { stallOnce.Do(func() { close(g.stalled) }) }}
 			}
+		}
+		if strings.HasPrefix(r.URL.Path, "/upload/") && r.URL.Query().Has("upload_id") && r.Header.Get("Content-Range") != "" {
+			g.mu.Lock()
+			g.chunks++
+			g.mu.Unlock()
 		}
 		handler.ServeHTTP(w, r)
 	})
@@ -529,4 +538,101 @@ func TestCloudRunServiceSlowClients(t *testing.T) {
 			t.Errorf("request %d took %v", i, took)
 		}
 	}
+}
+
+// TestCloudRunServiceSIGTERMBudget: with its default settings the service
+// exits within 8 s of SIGTERM, 2 s before Cloud Run kills it, whatever
+// is in flight: nothing, a body still arriving, or an event job whose
+// output is being uploaded, which is aborted and commits nothing. The
+// budget is 6 s for requests to finish, then their cancellation, then at
+// most 1 s for their handlers; these cases take just over 6 s, which
+// leaves the 8 s bound close to 2 s for a loaded machine.
+func TestCloudRunServiceSIGTERMBudget(t *testing.T) {
+	const bound = 8 * time.Second
+	stop := func(t *testing.T, s *service) {
+		t.Helper()
+		start := time.Now()
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		err := s.cmd.Wait()
+		took := time.Since(start)
+		t.Logf("exited %v after SIGTERM", took.Round(10*time.Millisecond))
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+		if took > bound {
+			t.Errorf("exited %v after SIGTERM, want within %v", took, bound)
+		}
+	}
+
+	t.Run("idle", func(t *testing.T) {
+		s := startService(t, startGCSFake(t))
+		stop(t, s)
+	})
+
+	t.Run("slow synchronous body", func(t *testing.T) {
+		s := startService(t, startGCSFake(t))
+		b := s.sendSlowBody(t, "/v1/momentum")
+		stop(t, s)
+		b.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if status, _ := b.resp.ReadString('\n'); strings.Contains(status, " 200 ") {
+			t.Errorf("the cut request was answered %q", status)
+		}
+	})
+
+	t.Run("event mid-upload", func(t *testing.T) {
+		g := startGCSFake(t)
+		s := startService(t, g)
+		var big bytes.Buffer
+		big.WriteString("mass,velocity\n")
+		for i := 0; big.Len() < 12<<20; i++ {
+			fmt.Fprintf(&big, "%d.5,%d.25\n", i, i%1000)
+		}
+		data := g.upload(t, "incoming/slow.csv", big.Bytes())
+		g.mu.Lock()
+		g.stallAt["incoming/slow.csv"] = 10 << 20 // past the first 8 MiB chunk of the output's upload
+		g.mu.Unlock()
+		answered := make(chan int, 1)
+		go func() {
+			body, _ := json.Marshal(data)
+			req, _ := http.NewRequest(http.MethodPost, s.url+"/", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Ce-Specversion", "1.0")
+			req.Header.Set("Ce-Type", "google.cloud.storage.object.v1.finalized")
+			req.Header.Set("Ce-Source", "//storage.googleapis.com/projects/_/buckets/data")
+			req.Header.Set("Ce-Id", "slow-1")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answered <- 0
+				return
+			}
+			resp.Body.Close()
+			answered <- resp.StatusCode
+		}()
+		select {
+		case <-g.stalled:
+		case <-time.After(60 * time.Second):
+			t.Fatal("the job's read never stalled")
+		}
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			g.mu.Lock()
+			chunks := g.chunks
+			g.mu.Unlock()
+			if chunks > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no chunk of the output was uploaded")
+			}
+		}
+		stop(t, s)
+		if code := <-answered; code == http.StatusOK {
+			t.Errorf("the interrupted event was answered 200: Eventarc would not redeliver it")
+		}
+		if _, ok := g.get(t, "momentum/slow.csv"); ok {
+			t.Error("a partial output was committed")
+		}
+		if !strings.Contains(s.stderr.String(), "upload aborted") {
+			t.Error("the service did not log the upload's abort")
+		}
+	})
 }
