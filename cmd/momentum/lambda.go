@@ -25,8 +25,9 @@ type eventConfig struct {
 }
 
 // parseEventConfig reads MOMENTUM_INPUT, MOMENTUM_OUTPUT and the kernel's
-// options, for locations with the given scheme.
-func parseEventConfig(mode, scheme string, args []string, getenv func(string) string, stdout io.Writer) (*eventConfig, error) {
+// options, for locations with the given scheme. The help ends with
+// footer.
+func parseEventConfig(mode, scheme, footer string, args []string, getenv func(string) string, stdout io.Writer) (*eventConfig, error) {
 	fs := flag.NewFlagSet("momentum "+mode, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	kernel := addKernelFlags(fs)
@@ -34,7 +35,7 @@ func parseEventConfig(mode, scheme string, args []string, getenv func(string) st
 	output := fs.String("output", "", "where the results go: "+scheme+"://BUCKET/PREFIX (required)")
 	source, err := parseFlags(fs, args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
-		printUsage(fs, stdout, "Usage: momentum "+mode+" [flags]\n\nFlags (each can also be set as MOMENTUM_<FLAG>):\n", "")
+		printUsage(fs, stdout, "Usage: momentum "+mode+" [flags]\n\nFlags (each can also be set as MOMENTUM_<FLAG>):\n", footer)
 		return nil, err
 	}
 	if err != nil {
@@ -69,7 +70,7 @@ func parseEventConfig(mode, scheme string, args []string, getenv func(string) st
 
 // runLambda serves Lambda invocations until the process is stopped.
 func runLambda(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	c, err := parseEventConfig("on AWS Lambda", "s3", args, getenv, stdout)
+	c, err := parseEventConfig("on AWS Lambda", "s3", "", args, getenv, stdout)
 	if err != nil {
 		// The function cannot start; Lambda reports the exit and this line.
 		fmt.Fprintf(stderr, "momentum: %v\n", err)

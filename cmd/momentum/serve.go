@@ -17,10 +17,20 @@ import (
 	"github.com/momentum-run/momentum/compute"
 )
 
+// serveEnvironment ends the help of momentum serve.
+const serveEnvironment = `
+Environment:
+  PORT                     the port to listen on, every interface (default 8080)
+  MOMENTUM_LISTEN          HOST:PORT to listen on instead, such as 127.0.0.1:8080 to
+                           try the service out on loopback only; unset on Cloud Run
+  MOMENTUM_SHUTDOWN_GRACE  after SIGTERM, how long requests may finish before they
+                           are cancelled; the exit follows within a second (default 6s)
+`
+
 // runServe runs the Cloud Run service until ctx is done.
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	log := cloudLogger(stderr, getenv)
-	c, err := parseEventConfig("serve", "gs", args, getenv, stdout)
+	c, err := parseEventConfig("serve", "gs", serveEnvironment, args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
@@ -28,6 +38,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Error("bad configuration: " + err.Error())
 		return exitUsage
 	}
+	// MOMENTUM_LISTEN, HOST:PORT, is for trying the service out on
+	// loopback; Cloud Run wants every interface, on $PORT.
 	addr := getenv("MOMENTUM_LISTEN")
 	if addr == "" {
 		port := getenv("PORT")
