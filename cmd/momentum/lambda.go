@@ -84,7 +84,9 @@ func runLambda(ctx context.Context, args []string, getenv func(string) string, s
 		Options: c.opts,
 		Logger:  slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
-	lambda.StartWithOptions(h.Handle, lambda.WithContext(ctx))
+	// h, not h.Handle: every payload reaches the handler, even one that
+	// is not JSON.
+	lambda.StartWithOptions(h, lambda.WithContext(ctx))
 	return exitFailure // not reached: Start exits when the Runtime API fails
 }
 
