@@ -177,7 +177,7 @@ type Service struct {
 
 	MaxBody int64 // synchronous request body limit, in bytes; 0 means DefaultMaxBody
 	MaxJobs int   // events processed at once, more get 429; 0 means 4×GOMAXPROCS
-	MaxSync int   // synchronous requests at once, more get 503; 0 means 2×GOMAXPROCS
+	MaxSync int   // synchronous requests processed at once (once their bodies are read), more get 503; 0 means 2×GOMAXPROCS
 	// BodyTimeout bounds how long a request body may take to arrive:
 	// BodyTimeout from the start of the handler, plus a second for each
 	// 256 KiB received. A slower body is answered 408. 0 means

@@ -1565,11 +1565,14 @@ func TestSyncBodyTimeout(t *testing.T) {
 			t.Errorf("slow request %d: %q, %v; want 408", i, status, err)
 			continue
 		}
+		// The server closes the connection after the answer; as the
+		// client is still sending, the close may come as a reset, which
+		// can take the rest of the answer with it.
 		rest, err := io.ReadAll(tr.resp)
-		if err != nil {
-			t.Errorf("slow request %d: the connection is not closed after the 408: %v", i, err)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("slow request %d: the connection is still open after the 408", i)
 		}
-		if !strings.Contains(string(rest), "request body too slow") {
+		if err == nil && !strings.Contains(string(rest), "request body too slow") {
 			t.Errorf("slow request %d: %q", i, rest)
 		}
 	}

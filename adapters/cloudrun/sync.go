@@ -67,7 +67,7 @@ func (s *Service) sync(w http.ResponseWriter, r *http.Request, slots chan struct
 	body, release, err := readBody(w, r, s.maxBody(), s.bodyTimeout(), bodies)
 	if err != nil {
 		status := statusOf(err)
-		if status == http.StatusServiceUnavailable && errors.Is(err, errBodiesBusy) {
+		if errors.Is(err, errBodiesBusy) {
 			w.Header().Set("Retry-After", "1")
 		}
 		log.Info("synchronous request refused", "error", err.Error(), "status", status)
