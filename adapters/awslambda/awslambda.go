@@ -24,6 +24,12 @@
 //     function's failure destination. Records already done are duplicates
 //     on the retry; nothing is lost or written twice.
 //
+// A payload that is not an S3 event notification at all (not JSON, cut
+// short, or JSON of another shape) is settled like a permanent failure:
+// one ERROR log line with the request id and the payload's first bytes,
+// and success with no objects. Handler implements lambda.Handler so that
+// every payload reaches it: give it to lambda.Start as it is.
+//
 // The handler stops a little before the invocation deadline, aborting any
 // upload, so a timeout never leaves a partial object.
 package awslambda
@@ -36,8 +42,10 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/momentum-run/momentum/compute"
@@ -101,8 +109,26 @@ type event struct {
 	Event   string `json:"Event"`
 }
 
+var _ lambda.Handler = (*Handler)(nil)
+
+// Invoke handles one invocation's payload, as it came, and answers the
+// Result in JSON. Give h itself to lambda.Start, rather than h.Handle:
+// aws-lambda-go decodes the payload for a function before calling it and
+// fails the invocation when it cannot, which would have Lambda retry a
+// payload that is not JSON, while Invoke hands every payload to Handle.
+func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	res, err := h.Handle(ctx, payload)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(res)
+}
+
 // Handle handles one invocation. It returns an error only when a record
-// failed in a way worth retrying.
+// failed in a way worth retrying. A payload that is not an S3 event
+// notification (not JSON, cut short, or of another shape) is a permanent
+// failure: one ERROR log line with its first bytes, and success with no
+// objects.
 func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, error) {
 	log := h.logger()
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
@@ -110,8 +136,10 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, 
 	}
 	var ev event
 	if err := json.Unmarshal(payload, &ev); err != nil {
-		// Not an S3 event at all: retrying would not change it.
-		log.Error("not an S3 event notification", "error", err.Error())
+		// Not JSON, cut short, or JSON of another shape: whatever is
+		// wrong, a retry would bring the same payload.
+		log.Error("not an S3 event notification: ignored", "error", err.Error(),
+			"payload", payloadStart(payload), "payloadBytes", len(payload))
 		return Result{Objects: []ObjectResult{}}, nil
 	}
 	if len(ev.Records) == 0 {
@@ -307,6 +335,26 @@ func unhex(c byte) byte {
 		return c - 'A' + 10
 	}
 	return c - 'a' + 10
+}
+
+// payloadStart is the first 200 bytes of a payload, for a log line: its
+// valid UTF-8 as it is, other bytes as \xNN.
+func payloadStart(p []byte) string {
+	const max = 200
+	if len(p) > max {
+		p = p[:max]
+	}
+	var b strings.Builder
+	for len(p) > 0 {
+		r, size := utf8.DecodeRune(p)
+		if r == utf8.RuneError && size == 1 {
+			fmt.Fprintf(&b, `\x%02x`, p[0])
+		} else {
+			b.Write(p[:size])
+		}
+		p = p[size:]
+	}
+	return b.String()
 }
 
 // quoteETag puts the quotes that an event leaves off an ETag back, as

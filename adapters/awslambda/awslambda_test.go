@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/momentum-run/momentum/adapters/awslambda"
@@ -730,11 +731,11 @@ func TestNothingToDo(t *testing.T) {
 		},
 		{
 			"a JSON string", json.RawMessage(`"hello"`), nil,
-			logWant{"ERROR", "not an S3 event notification", map[string]any{"error": present}},
+			logWant{"ERROR", "not an S3 event notification: ignored", map[string]any{"error": present, "payload": `"hello"`}},
 		},
 		{
 			"not JSON", json.RawMessage(`Records: none`), nil,
-			logWant{"ERROR", "not an S3 event notification", map[string]any{"error": present}},
+			logWant{"ERROR", "not an S3 event notification: ignored", map[string]any{"error": present, "payload": "Records: none"}},
 		},
 	}
 	for _, tt := range tests {
@@ -906,12 +907,43 @@ func TestUndecodableKeyUnderEncodedPrefix(t *testing.T) {
 	}
 }
 
-func TestNotJSONAnswersNoObjects(t *testing.T) {
-	e := newLambdaEnv(t, compute.Options{})
-	res, err := e.h.Handle(requestContext("req-x"), json.RawMessage(`Records: none`))
-	body, _ := json.Marshal(res)
-	if err != nil || !strings.Contains(string(body), `"objects":[]`) {
-		t.Fatalf("%s, %v: want an empty list of objects", body, err)
+// TestUndecodablePayloads: a payload that is not an S3 event notification,
+// whatever is wrong with it, is settled the one way the permanent
+// failures are: one ERROR log line with the request id and the payload's
+// first bytes, and success (an empty list of objects), since a retry
+// cannot help. The payload goes through aws-lambda-go as lambda.Start
+// hands it to the handler, where a payload that is not JSON at all would
+// otherwise fail the invocation before the handler sees it.
+func TestUndecodablePayloads(t *testing.T) {
+	long := `{"Records":[{"eventSource":"aws:s3","s3":{"object":{"key":"` + strings.Repeat("k", 500)
+	for _, tt := range []struct {
+		name, payload, first string // first: the start of the payload the log shows
+	}{
+		{"not JSON", "Records: none", "Records: none"},
+		{"truncated", `{"Records":[{"eventSource":"aws:s3",`, `{"Records":[{"eventSource":"aws:s3",`},
+		{"empty", "", ""},
+		{"an array", `[{"Records":[]}]`, `[{"Records":[]}]`},
+		{"a string", `"s3:ObjectCreated:Put"`, `"s3:ObjectCreated:Put"`},
+		{"records not a list", `{"Records":"incoming/a.csv"}`, `{"Records":"incoming/a.csv"}`},
+		{"trailing data", `{"Records":[]} {"Records":[]}`, `{"Records":[]} {"Records":[]}`},
+		{"long and cut", long, long[:200]},
+		{"not UTF-8", "\xff\xfe{", `\xff\xfe{`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newLambdaEnv(t, compute.Options{})
+			out, err := lambda.NewHandler(e.h).Invoke(requestContext("req-bad"), []byte(tt.payload))
+			if err != nil {
+				t.Fatalf("the invocation failed, so Lambda would retry it: %v", err)
+			}
+			var res awslambda.Result
+			if err := json.Unmarshal(out, &res); err != nil || res.Objects == nil || len(res.Objects) != 0 {
+				t.Errorf("answer %s (%v), want an empty list of objects", out, err)
+			}
+			e.checkLogs(logWant{"ERROR", "not an S3 event notification: ignored", map[string]any{
+				"requestId": "req-bad", "payload": tt.first, "payloadBytes": len(tt.payload), "error": present,
+			}})
+			e.checkObjects()
+		})
 	}
 }
 

@@ -53,7 +53,12 @@
 //	mass, velocity, momentum   the columns' names (distinct, not empty)
 //	on_error   fail; skip is refused (see below)
 //
-// An unknown parameter, one given twice or a bad value is a 400.
+// An unknown parameter, one given twice or a bad value is a 400, and so is
+// a query that cannot be read whole: a bad %-escape, or a raw ';', which
+// some clients take to separate parameters and which Go's url.ParseQuery
+// would drop with its pair. A ';' inside a value is written %3B; the one
+// raw ';' taken is "delimiter=;", which can mean nothing but the
+// semicolon. The 400 names the parameter.
 //
 // The endpoint is always strict (fail mode), whatever the service's
 // options: skipped rows would need a second body to be reported in, and a
@@ -85,7 +90,17 @@
 // momentum column makes an answer larger than its request: up to a
 // hundred times with decimals=100). An answer over 32 MiB goes without a
 // Content-Length, chunked, as Cloud Run requires of large HTTP/1
-// answers. More than MaxSync requests at once get 503 with Retry-After.
+// answers.
+//
+// A request's body is read whole before the request takes one of the
+// MaxSync slots, so that slow clients hold none. The body must arrive
+// within BodyTimeout (10 s by default) plus a second for each 256 KiB
+// received, 138 s for 32 MiB; a slower one is answered 408 and its
+// connection closed. Event bodies have the same bound. More than MaxSync
+// requests processed at once get 503 with Retry-After, and so does a
+// request whose body would take the bodies in memory past MaxSync×MaxBody
+// bytes (bodies take their buffers as they arrive, not as their
+// Content-Length announces).
 //
 // # Memory
 //
@@ -94,11 +109,12 @@
 // that, up to Options.MaxRecordBytes), one 8 MiB upload chunk per
 // object written (the output, and the rejects in skip mode) and, for an
 // input larger than one range, the ReadAhead's buffers (Connections ×
-// RangeSize), whatever the object's size; at most MaxJobs run at once. A
-// synchronous request holds its body (at most MaxBody) and its answer
-// (at most 2×MaxBody); a JSON one also holds the rows it gives the
-// kernel, less than its body, and the momentum texts, less than its
-// answer. At most MaxSync run at once. Size the container for about
+// RangeSize), whatever the object's size; at most MaxJobs run at once.
+// Synchronous bodies, being read or processed, hold at most
+// MaxSync×MaxBody together. A synchronous request being processed also
+// holds its answer (at most 2×MaxBody); a JSON one also the rows it gives
+// the kernel, less than its body, and the momentum texts, less than its
+// answer. At most MaxSync are processed at once. Size the container for about
 //
 //	MaxJobs×(16 MiB + chunks + read buffers) + MaxSync×4×MaxBody
 //
@@ -122,6 +138,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"runtime"
@@ -165,7 +182,12 @@ type Service struct {
 
 	MaxBody int64 // synchronous request body limit, in bytes; 0 means DefaultMaxBody
 	MaxJobs int   // events processed at once, more get 429; 0 means 4×GOMAXPROCS
-	MaxSync int   // synchronous requests at once, more get 503; 0 means 2×GOMAXPROCS
+	MaxSync int   // synchronous requests processed at once (once their bodies are read), more get 503; 0 means 2×GOMAXPROCS
+	// BodyTimeout bounds how long a request body may take to arrive:
+	// BodyTimeout from the start of the handler, plus a second for each
+	// 256 KiB received. A slower body is answered 408. 0 means
+	// DefaultBodyTimeout.
+	BodyTimeout time.Duration
 }
 
 // Handler returns the service's HTTP handler. Each call makes a handler
@@ -173,10 +195,16 @@ type Service struct {
 func (s *Service) Handler() http.Handler {
 	jobs := make(chan struct{}, positive(s.MaxJobs, 4*runtime.GOMAXPROCS(0)))
 	syncs := make(chan struct{}, positive(s.MaxSync, 2*runtime.GOMAXPROCS(0)))
+	// Synchronous bodies, being read or processed, hold at most what
+	// MaxSync bodies at the limit would.
+	bodies := newBudget(s.maxBody() * int64(cap(syncs)))
+	if s.maxBody() > math.MaxInt64/int64(cap(syncs)) {
+		bodies = nil
+	}
 	mux := http.NewServeMux()
 	// Method patterns make the mux answer other methods 405 with Allow.
 	mux.HandleFunc("POST /{$}", func(w http.ResponseWriter, r *http.Request) { s.event(w, r, jobs) })
-	mux.HandleFunc("POST /v1/momentum", func(w http.ResponseWriter, r *http.Request) { s.sync(w, r, syncs) })
+	mux.HandleFunc("POST /v1/momentum", func(w http.ResponseWriter, r *http.Request) { s.sync(w, r, syncs, bodies) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
@@ -289,8 +317,8 @@ const (
 
 // readEvent reads a CloudEvent in either content mode. Its error comes
 // with the status to answer.
-func readEvent(w http.ResponseWriter, r *http.Request) (cloudEvent, int, error) {
-	body, err := readBody(w, r, maxEventBody)
+func readEvent(w http.ResponseWriter, r *http.Request, timeout time.Duration) (cloudEvent, int, error) {
+	body, _, err := readBody(w, r, maxEventBody, timeout, nil)
 	if err != nil {
 		return cloudEvent{}, statusOf(err), err
 	}
@@ -328,8 +356,15 @@ func readEvent(w http.ResponseWriter, r *http.Request) (cloudEvent, int, error) 
 func (s *Service) event(w http.ResponseWriter, r *http.Request, slots chan struct{}) {
 	start := time.Now()
 	log := s.requestLogger(r)
-	ev, status, err := readEvent(w, r)
-	if err != nil {
+	ev, status, err := readEvent(w, r, s.bodyTimeout())
+	switch {
+	case status == http.StatusRequestTimeout || status == http.StatusServiceUnavailable:
+		// The body did not arrive (too slow, or the service is shutting
+		// down): Eventarc redelivers.
+		log.Warn("event not received", "error", err.Error(), "status", status)
+		writeJSON(w, status, eventResult{Outcome: outcomeRetry, Error: err.Error()})
+		return
+	case err != nil:
 		log.Warn("malformed event", "error", err.Error(), "status", status)
 		writeJSON(w, status, eventResult{Outcome: outcomeMalformed, Error: err.Error()})
 		return

@@ -1,6 +1,7 @@
 package cloudrun_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -590,6 +591,8 @@ func TestSync(t *testing.T) {
 		{"csv, decimals golden", "/v1/momentum?decimals=3", "text/csv", testdata(t, "demo.csv"), 200, string(testdata(t, "demo-decimals3.golden"))},
 		{"csv, columns golden", "/v1/momentum?delimiter=%3B&mass=MASSE&velocity=geschwindigkeit", "text/csv", testdata(t, "semicolon.csv"), 200, string(testdata(t, "semicolon.golden"))},
 		{"csv, columns", "/v1/momentum?mass=m&velocity=v&momentum=p", "text/csv", []byte("v,m\n3,2\n"), 200, "v,m,p\n3,2,6\n"},
+		{"csv, raw semicolon delimiter", "/v1/momentum?delimiter=;&mass=MASSE&velocity=geschwindigkeit", "text/csv", testdata(t, "semicolon.csv"), 200, string(testdata(t, "semicolon.golden"))},
+		{"csv, raw semicolon delimiter last", "/v1/momentum?decimals=1&delimiter=;", "text/csv", []byte("mass;velocity\n1;2\n"), 200, "mass;velocity;momentum\n1;2;2.0\n"},
 		{"csv, on_error=fail", "/v1/momentum?on_error=fail", "text/csv", []byte("mass,velocity\n1,2\n"), 200, "mass,velocity,momentum\n1,2,2\n"},
 		{"csv, on_error=skip", "/v1/momentum?on_error=skip", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~always strict"},
 		{"csv, empty column name", "/v1/momentum?mass=", "text/csv", []byte("mass,velocity\n1,2\n"), 400, "~mass"},
@@ -714,26 +717,85 @@ func TestSync(t *testing.T) {
 	})
 }
 
+// TestSyncQuery: a query the endpoint cannot read whole is a 400 naming
+// the parameter, never a request run with part of its options. A raw ';'
+// is taken literally only as "delimiter=;", where it cannot be a
+// separator (Go's url.ParseQuery drops any pair holding one, and some
+// clients separate parameters with it).
+func TestSyncQuery(t *testing.T) {
+	f := newFixture(t, compute.Options{})
+	for _, tt := range []struct {
+		query string
+		name  string // the parameter the 400 names
+		hint  string // and a part of its message
+	}{
+		{"delimiter=x;y", "delimiter", "%3B"},
+		{"delimiter=;;", "delimiter", "%3B"},
+		{"delimiter=%3B;", "delimiter", "%3B"},
+		{"decimals=3;delimiter=tab", "decimals", "%3B"},
+		{"delimiter=;&mass=Masse;kg", "mass", "%3B"},
+		{"mass=m;velocity=v", "mass", "%3B"},
+		{"a;b=1", "a;b", "%3B"},
+		{"mass=%zz", "mass", "invalid URL escape"},
+		{"velocity%zz=v", "velocity%zz", "invalid URL escape"},
+	} {
+		t.Run(tt.query, func(t *testing.T) {
+			resp, err := http.Post(f.srv.URL+"/v1/momentum?"+tt.query, "text/csv", strings.NewReader("mass,velocity\n1,2\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var e struct{ Error string }
+			err = json.NewDecoder(resp.Body).Decode(&e)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || err != nil || !strings.Contains(e.Error, tt.hint) ||
+				!strings.Contains(e.Error, "query parameter "+strconv.Quote(tt.name)) {
+				t.Errorf("%d %q (%v), want 400 naming %q with %q", resp.StatusCode, e.Error, err, tt.name, tt.hint)
+			}
+		})
+	}
+}
+
+// heldLogs is a slog.Handler that holds each record with the message
+// msg, telling held, until release is closed.
+type heldLogs struct {
+	slog.Handler
+	msg     string
+	held    chan<- struct{}
+	release <-chan struct{}
+}
+
+func (h heldLogs) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.held <- struct{}{}
+		<-h.release
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h heldLogs) WithAttrs(attrs []slog.Attr) slog.Handler {
+	h.Handler = h.Handler.WithAttrs(attrs)
+	return h
+}
+
+func (h heldLogs) WithGroup(name string) slog.Handler {
+	h.Handler = h.Handler.WithGroup(name)
+	return h
+}
+
 // TestSyncBusy: a synchronous request over MaxSync is 503 with
 // Retry-After, while events still go through.
 func TestSyncBusy(t *testing.T) {
 	f := newFixture(t, compute.Options{})
 	f.svc.MaxSync = 1
+	// The first request is held in its slot, at its log line once its
+	// answer is computed.
+	held, release := make(chan struct{}), make(chan struct{})
+	f.svc.Logger = slog.New(heldLogs{Handler: f.svc.Logger.Handler(), msg: "synchronous request", held: held, release: release})
 	srv := httptest.NewServer(f.svc.Handler())
 	defer srv.Close()
-	// The first request sends its header, then holds its body back. With
-	// Expect: 100-continue, the client sends the body only once the
-	// handler reads it, by which time it holds the one slot.
-	pr, pw := io.Pipe()
 	first := make(chan int, 1)
 	go func() {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.ExpectContinueTimeout = time.Minute
-		defer tr.CloseIdleConnections()
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/momentum", pr)
-		req.Header.Set("Content-Type", "text/csv")
-		req.Header.Set("Expect", "100-continue")
-		resp, err := (&http.Client{Transport: tr}).Do(req)
+		resp, err := http.Post(srv.URL+"/v1/momentum", "text/csv", strings.NewReader("mass,velocity\n1,2\n"))
 		if err != nil {
 			first <- 0
 			return
@@ -741,12 +803,10 @@ func TestSyncBusy(t *testing.T) {
 		resp.Body.Close()
 		first <- resp.StatusCode
 	}()
-	if _, err := pw.Write([]byte("mass,velocity\n")); err != nil { // the handler is reading: the slot is taken
-		t.Fatal(err)
-	}
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Post(srv.URL+"/v1/momentum", "text/csv", strings.NewReader("mass,velocity\n1,2\n"))
+	<-held
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Post(srv.URL+"/v1/momentum", "text/csv", strings.NewReader("mass,velocity\n1,2\n"))
 	if err != nil {
-		pw.Close()
+		close(release)
 		t.Fatal(err)
 	}
 	resp.Body.Close()
@@ -759,8 +819,7 @@ func TestSyncBusy(t *testing.T) {
 	if status, body := do(t, req); status != 200 {
 		t.Errorf("an event meanwhile: %d %s", status, body)
 	}
-	pw.Write([]byte("1,2\n"))
-	pw.Close()
+	close(release)
 	if s := <-first; s != 200 {
 		t.Errorf("first request: %d", s)
 	}
@@ -1282,8 +1341,9 @@ func TestServeShutdownMidUpload(t *testing.T) {
 }
 
 // TestServeShutdownSlowBody: a synchronous request whose body is still
-// coming when the grace period ends does not hold Serve up for long: its
-// connection is closed a second after its context is cancelled.
+// coming when the grace period ends does not hold Serve up: the read is
+// cut when its context is cancelled, the request answered 503 and its
+// connection closed.
 func TestServeShutdownSlowBody(t *testing.T) {
 	f := newFixture(t, compute.Options{})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -1323,8 +1383,8 @@ func TestServeShutdownSlowBody(t *testing.T) {
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Error("the connection is still open")
 	}
-	if strings.Contains(string(b), " 200 ") {
-		t.Errorf("the cut request was answered %q", b)
+	if !strings.HasPrefix(string(b), "HTTP/1.1 503 ") {
+		t.Errorf("the cut request was answered %q, want 503", b)
 	}
 	if _, err := net.DialTimeout("tcp", l.Addr().String(), time.Second); err == nil {
 		t.Error("still accepting connections")
@@ -1378,5 +1438,157 @@ func TestSyncLargeAnswer(t *testing.T) {
 		if chunked := resp.ContentLength < 0; chunked != tt.chunked {
 			t.Errorf("%d rows: Content-Length %d, want chunked %v", tt.rows, resp.ContentLength, tt.chunked)
 		}
+	}
+}
+
+// trickler is a request whose body comes a byte at a time.
+type trickler struct {
+	conn net.Conn
+	resp *bufio.Reader
+	stop chan struct{}
+	done chan struct{}
+}
+
+// trickle sends the header of a request to addr with Expect:
+// 100-continue and a Content-Length of length bytes, waits for the
+// server's 100 Continue (the handler has begun reading the body), then
+// sends a CSV body a byte every interval, in the background, until it is
+// stopped or the server closes the connection. header adds header lines.
+func trickle(t *testing.T, addr, path string, length int, interval time.Duration, header ...string) *trickler {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &trickler{conn: conn, resp: bufio.NewReader(conn), stop: make(chan struct{}), done: make(chan struct{})}
+	t.Cleanup(func() { tr.close() })
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: %d\r\nExpect: 100-continue\r\n", path, length)
+	for _, h := range header {
+		fmt.Fprintf(conn, "%s\r\n", h)
+	}
+	io.WriteString(conn, "\r\n")
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	status, err := tr.resp.ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 100 ") {
+		close(tr.done)
+		t.Fatalf("a slow request, before its body: %q, %v; want 100 Continue", status, err)
+	}
+	tr.resp.ReadString('\n') // the blank line after it
+	conn.SetReadDeadline(time.Time{})
+	go func() {
+		defer close(tr.done)
+		body := "mass,velocity\n" + strings.Repeat("1,2\n", length)
+		for i := 0; ; i++ {
+			if _, err := io.WriteString(conn, body[i:i+1]); err != nil {
+				return
+			}
+			select {
+			case <-tr.stop:
+				return
+			case <-time.After(interval):
+			}
+		}
+	}()
+	return tr
+}
+
+func (tr *trickler) close() {
+	select {
+	case <-tr.stop:
+	default:
+		close(tr.stop)
+	}
+	tr.conn.Close()
+	<-tr.done
+}
+
+// status reads the status line of the answer, waiting up to limit for it.
+func (tr *trickler) status(limit time.Duration) (string, error) {
+	tr.conn.SetReadDeadline(time.Now().Add(limit))
+	line, err := tr.resp.ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+// TestSyncSlowBodies: requests whose bodies trickle in do not hold the
+// synchronous slots: a slot is taken once a body has arrived, so other
+// requests are answered meanwhile.
+func TestSyncSlowBodies(t *testing.T) {
+	f := newFixture(t, compute.Options{})
+	f.svc.MaxSync = 2
+	srv := httptest.NewServer(f.svc.Handler())
+	t.Cleanup(srv.Close) // after the slow requests' connections are closed
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	var slow []*trickler
+	for range 8 {
+		slow = append(slow, trickle(t, addr, "/v1/momentum", 1000, 50*time.Millisecond))
+	}
+	client := &http.Client{Timeout: 30 * time.Second} // a guard against a hang, not a bound under test
+	for _, c := range []struct{ contentType, body, want string }{
+		{"text/csv", string(testdata(t, "particles.csv")), string(testdata(t, "particles.golden"))},
+		{"application/json", `{"mass":2,"velocity":3}`, `{"mass":2,"velocity":3,"momentum":6}` + "\n"},
+	} {
+		resp, err := client.Post(srv.URL+"/v1/momentum", c.contentType, strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(b) != c.want {
+			t.Errorf("%s while 8 bodies trickle in: %d %s", c.contentType, resp.StatusCode, b)
+		}
+	}
+	for i, tr := range slow {
+		select {
+		case <-tr.done:
+			t.Errorf("slow request %d stopped before the others were answered", i)
+		default:
+		}
+	}
+}
+
+// TestSyncBodyTimeout: a body that arrives slower than the bound is
+// answered 408 and its connection closed, on either endpoint, while other
+// requests are served.
+func TestSyncBodyTimeout(t *testing.T) {
+	f := newFixture(t, compute.Options{})
+	f.svc.MaxSync = 2
+	f.svc.BodyTimeout = 300 * time.Millisecond
+	srv := httptest.NewServer(f.svc.Handler())
+	t.Cleanup(srv.Close) // after the slow requests' connections are closed
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	var slow []*trickler
+	for range 8 {
+		slow = append(slow, trickle(t, addr, "/v1/momentum", 1000, 20*time.Millisecond))
+	}
+	event := trickle(t, addr, "/", 1000, 20*time.Millisecond,
+		"Ce-Specversion: 1.0", "Ce-Type: google.cloud.storage.object.v1.finalized", "Ce-Source: //storage.googleapis.com/projects/_/buckets/data", "Ce-Id: 1")
+	resp, err := http.Post(srv.URL+"/v1/momentum", "text/csv", strings.NewReader("mass,velocity\n1,2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a request meanwhile: %d", resp.StatusCode)
+	}
+	// The bound is 300 ms; 30 s only keeps a broken server from hanging the test.
+	for i, tr := range append(slow, event) {
+		status, err := tr.status(30 * time.Second)
+		if status != "HTTP/1.1 408 Request Timeout" {
+			t.Errorf("slow request %d: %q, %v; want 408", i, status, err)
+			continue
+		}
+		// The server closes the connection after the answer; as the
+		// client is still sending, the close may come as a reset, which
+		// can take the rest of the answer with it.
+		rest, err := io.ReadAll(tr.resp)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("slow request %d: the connection is still open after the 408", i)
+		}
+		if err == nil && !strings.Contains(string(rest), "request body too slow") {
+			t.Errorf("slow request %d: %q", i, rest)
+		}
+	}
+	if lines := f.log.lines("ERROR"); len(lines) != 0 {
+		t.Errorf("slow bodies logged ERROR: %v", lines)
 	}
 }

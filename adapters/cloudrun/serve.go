@@ -10,9 +10,12 @@ import (
 )
 
 // DefaultGrace is the grace period to give Serve on Cloud Run, which
-// kills the container 10 s after SIGTERM: 8 s for requests in flight to
-// finish, the rest to cancel those that did not, and exit.
-const DefaultGrace = 8 * time.Second
+// kills the container 10 s after SIGTERM. The budget: 6 s for requests
+// in flight to finish; then those left are cancelled (their uploads
+// aborted, their body reads cut) and have up to a second to return;
+// then their connections are closed and Serve returns. The process exits
+// within 7 s of SIGTERM, 3 s before the kill.
+const DefaultGrace = 6 * time.Second
 
 // Timeouts of the server Serve runs. There is no write timeout: an event
 // job takes as long as its object does, and Cloud Run's request timeout
@@ -22,20 +25,22 @@ const (
 	idleTimeout       = 2 * time.Minute
 	// afterGrace is how long Serve waits, once the grace period is over
 	// and the requests' contexts are cancelled, for their handlers to
-	// return before it closes their connections.
+	// return (an event job aborting its upload, a body read cut short)
+	// before it closes their connections.
 	afterGrace = time.Second
 )
 
 // Serve serves h on l until ctx is done (SIGTERM, on Cloud Run), then
 // shuts down: it stops accepting, lets requests in flight finish for up
 // to grace, then cancels their contexts, so that unfinished jobs abort
-// their uploads and commit nothing (Eventarc redelivers their events),
-// waits up to a second for their handlers, closes what is left and
-// returns nil. A grace of 0 cancels them at once; DefaultGrace suits
-// Cloud Run. Serve closes l; taking a listener rather than an address
-// lets the caller report a port in use before anything else, and tests
-// listen on port 0. It returns an error only when serving fails before
-// ctx is done. logger may be nil.
+// their uploads and commit nothing (Eventarc redelivers their events)
+// and bodies still arriving are cut, waits up to a second for their
+// handlers, closes what is left and returns nil: within grace + 1 s. A
+// grace of 0 cancels them at once; DefaultGrace suits Cloud Run. Serve
+// closes l; taking a listener rather than an address lets the caller
+// report a port in use before anything else, and tests listen on port 0.
+// It returns an error only when serving fails before ctx is done. logger
+// may be nil.
 func Serve(ctx context.Context, l net.Listener, h http.Handler, logger *slog.Logger, grace time.Duration) error {
 	if logger == nil {
 		logger = slog.Default()

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,51 +18,13 @@ import (
 	"github.com/momentum-run/momentum/compute"
 )
 
-// Errors of a request or an answer over the limits; both are 413.
-var (
-	errTooLarge       = errors.New("request body too large")
-	errAnswerTooLarge = errors.New("answer too large")
-)
+// errAnswerTooLarge is an answer over the limit: 413, as for a body.
+var errAnswerTooLarge = errors.New("answer too large")
 
 // maxLengthAnswer is the largest answer sent with a Content-Length, in
 // bytes: Cloud Run refuses a larger HTTP/1 response unless it is chunked,
 // which a response without a Content-Length is.
 const maxLengthAnswer = 32 << 20
-
-// readBody reads a whole request body of at most limit bytes. A
-// Content-Length over the limit is refused before anything is read, and
-// the connection closed after the answer; a
-// longer body without one is cut by http.MaxBytesReader, which also makes
-// the server close the connection rather than read the rest.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	if r.ContentLength > limit {
-		// The body is not read: the connection cannot be reused, and the
-		// server must not try to drain it before answering.
-		w.Header().Set("Connection", "close")
-		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", errTooLarge, r.ContentLength, limit)
-	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return nil, fmt.Errorf("%w: the limit is %d bytes", errTooLarge, limit)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the request: %w", err)
-	}
-	return buf.Bytes(), nil
-}
-
-// statusOf is the status of a readBody error.
-func statusOf(err error) int {
-	if errors.Is(err, errTooLarge) {
-		return http.StatusRequestEntityTooLarge
-	}
-	return http.StatusBadRequest
-}
 
 // limitedBuffer is a bytes.Buffer that refuses to grow past limit bytes.
 type limitedBuffer struct {
@@ -86,13 +49,32 @@ type syncError struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// sync answers POST /v1/momentum. The result is computed whole before the
+// sync answers POST /v1/momentum. The body is read before a slot is
+// taken, so that slow clients hold no slot: bodies draw on bodies, a
+// budget of their bytes, instead. The result is computed whole before the
 // answer starts, so invalid data is a 422 and never a 200 with half a
 // body; the endpoint is always strict (fail mode): a rejects file would
 // need a second body.
-func (s *Service) sync(w http.ResponseWriter, r *http.Request, slots chan struct{}) {
+func (s *Service) sync(w http.ResponseWriter, r *http.Request, slots chan struct{}, bodies *budget) {
 	start := time.Now()
 	log := s.requestLogger(r)
+	opts, err := s.syncOptions(r)
+	if err != nil {
+		log.Info("synchronous request refused", "error", err.Error())
+		writeJSON(w, http.StatusBadRequest, syncError{Error: err.Error()})
+		return
+	}
+	body, release, err := readBody(w, r, s.maxBody(), s.bodyTimeout(), bodies)
+	if err != nil {
+		status := statusOf(err)
+		if errors.Is(err, errBodiesBusy) {
+			w.Header().Set("Retry-After", "1")
+		}
+		log.Info("synchronous request refused", "error", err.Error(), "status", status)
+		writeJSON(w, status, syncError{Error: err.Error()})
+		return
+	}
+	defer release()
 	select {
 	case slots <- struct{}{}:
 		defer func() { <-slots }()
@@ -100,18 +82,6 @@ func (s *Service) sync(w http.ResponseWriter, r *http.Request, slots chan struct
 		log.Warn("busy: synchronous request refused", "maxSync", cap(slots))
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, syncError{Error: "busy: too many requests in progress"})
-		return
-	}
-	opts, err := s.syncOptions(r)
-	if err != nil {
-		log.Info("synchronous request refused", "error", err.Error())
-		writeJSON(w, http.StatusBadRequest, syncError{Error: err.Error()})
-		return
-	}
-	body, err := readBody(w, r, s.maxBody())
-	if err != nil {
-		log.Info("synchronous request refused", "error", err.Error())
-		writeJSON(w, statusOf(err), syncError{Error: err.Error()})
 		return
 	}
 	media, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -171,6 +141,13 @@ func (s *Service) maxBody() int64 {
 	return DefaultMaxBody
 }
 
+func (s *Service) bodyTimeout() time.Duration {
+	if s.BodyTimeout > 0 {
+		return s.BodyTimeout
+	}
+	return DefaultBodyTimeout
+}
+
 // maxAnswer is the limit of a synchronous answer, in bytes: twice the
 // body's, for the momentum column makes an answer larger than its
 // request, up to a hundred times with decimals=100.
@@ -187,7 +164,10 @@ var syncParams = []string{"decimals", "delimiter", "header", "mass", "velocity",
 func (s *Service) syncOptions(r *http.Request) (compute.Options, error) {
 	o := s.Options
 	o.OnError, o.Rejects = compute.OnErrorFail, nil
-	q := r.URL.Query()
+	q, err := parseQuery(r.URL.RawQuery)
+	if err != nil {
+		return o, err
+	}
 	names := make([]string, 0, len(q))
 	for name := range q {
 		names = append(names, name)
@@ -262,6 +242,39 @@ func (s *Service) syncOptions(r *http.Request) (compute.Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// parseQuery is url.ParseQuery, one pair at a time so that an error names
+// its parameter, where an error ends the parsing rather than drop the
+// pair. A raw ';' is an error, for it is ambiguous: some clients
+// separate parameters with it, url.ParseQuery drops the pair, and a
+// user may mean it literally. The one exception is the pair
+// "delimiter=;", which only means the semicolon: European CSV uses it,
+// and a parameter with an empty name after it means nothing.
+func parseQuery(raw string) (url.Values, error) {
+	q := url.Values{}
+	for _, pair := range strings.Split(raw, "&") {
+		if pair == "delimiter=;" {
+			q.Add("delimiter", ";")
+			continue
+		}
+		v, err := url.ParseQuery(pair)
+		if err == nil {
+			for name, values := range v {
+				q[name] = append(q[name], values...)
+			}
+			continue
+		}
+		name, _, _ := strings.Cut(pair, "=")
+		if n, uerr := url.QueryUnescape(name); uerr == nil {
+			name = n
+		}
+		if strings.Contains(pair, ";") {
+			return nil, fmt.Errorf("query parameter %q: a raw ';' in %q: separate parameters with '&', and write a ';' that is part of a value as %%3B", name, pair)
+		}
+		return nil, fmt.Errorf("query parameter %q: %v", name, err)
+	}
+	return q, nil
 }
 
 func containsString(list []string, s string) bool {

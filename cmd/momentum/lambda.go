@@ -27,8 +27,8 @@ type eventConfig struct {
 
 // parseEventConfig reads MOMENTUM_INPUT, MOMENTUM_OUTPUT and the kernel's
 // options, for locations with the given scheme; connections is the
-// mode's default --connections.
-func parseEventConfig(mode, scheme string, connections int, args []string, getenv func(string) string, stdout io.Writer) (*eventConfig, error) {
+// mode's default --connections. The help ends with footer.
+func parseEventConfig(mode, scheme string, connections int, footer string, args []string, getenv func(string) string, stdout io.Writer) (*eventConfig, error) {
 	fs := flag.NewFlagSet("momentum "+mode, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	kernel := addKernelFlags(fs)
@@ -36,7 +36,7 @@ func parseEventConfig(mode, scheme string, connections int, args []string, geten
 	output := fs.String("output", "", "where the results go: "+scheme+"://BUCKET/PREFIX (required)")
 	source, err := parseFlags(fs, args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
-		printUsage(fs, stdout, "Usage: momentum "+mode+" [flags]\n\nFlags (each can also be set as MOMENTUM_<FLAG>):\n", "")
+		printUsage(fs, stdout, "Usage: momentum "+mode+" [flags]\n\nFlags (each can also be set as MOMENTUM_<FLAG>):\n", footer)
 		return nil, err
 	}
 	if err != nil {
@@ -74,7 +74,7 @@ func parseEventConfig(mode, scheme string, connections int, args []string, geten
 
 // runLambda serves Lambda invocations until the process is stopped.
 func runLambda(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	c, err := parseEventConfig("on AWS Lambda", "s3", lambdaConnections(getenv), args, getenv, stdout)
+	c, err := parseEventConfig("on AWS Lambda", "s3", lambdaConnections(getenv), "", args, getenv, stdout)
 	if err != nil {
 		// The function cannot start; Lambda reports the exit and this line.
 		fmt.Fprintf(stderr, "momentum: %v\n", err)
@@ -89,7 +89,9 @@ func runLambda(ctx context.Context, args []string, getenv func(string) string, s
 		ReadAhead: c.readAhead,
 		Logger:    slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
-	lambda.StartWithOptions(h.Handle, lambda.WithContext(ctx))
+	// h, not h.Handle: every payload reaches the handler, even one that
+	// is not JSON.
+	lambda.StartWithOptions(h, lambda.WithContext(ctx))
 	return exitFailure // not reached: Start exits when the Runtime API fails
 }
 

@@ -97,16 +97,22 @@ func (f *s3Faults) wrap(next http.Handler) http.Handler {
 	})
 }
 
-// stallingWriter sends the first bytes of a body, then waits.
+// stallingWriter sends the first bytes of a body, then waits; onStall,
+// if set, is called as it starts waiting.
 type stallingWriter struct {
 	http.ResponseWriter
-	left  int64
-	stall time.Duration
-	done  <-chan struct{}
+	left    int64
+	stall   time.Duration
+	done    <-chan struct{}
+	onStall func()
 }
 
 func (s *stallingWriter) Write(p []byte) (int, error) {
 	if s.left <= 0 {
+		if s.onStall != nil {
+			s.onStall()
+			s.onStall = nil
+		}
 		select {
 		case <-time.After(s.stall):
 		case <-s.done:
@@ -533,6 +539,35 @@ func TestLambdaUnderEmulator(t *testing.T) {
 		} {
 			if inv := f.invoke(t, []byte(ev)); inv.ErrorType != "" || len(inv.Objects) != 0 {
 				t.Errorf("%s: %+v, want success with no objects", ev, inv)
+			}
+		}
+		if after := s.keys(t, ""); !slices.Equal(before, after) {
+			t.Errorf("objects changed: %q → %q", before, after)
+		}
+	})
+
+	t.Run("undecodable payloads", func(t *testing.T) {
+		// Lambda retries a failed invocation twice, then sends it to the
+		// failure queue; none of these can get better.
+		before := s.keys(t, "")
+		for _, payload := range []string{
+			`Records: none`,
+			`{"Records":[{"eventSource":"aws:s3",`,
+			`{"Records":"incoming/particles.csv"}`,
+		} {
+			inv := f.invoke(t, []byte(payload))
+			if inv.ErrorType != "" || inv.Objects == nil || len(inv.Objects) != 0 {
+				t.Errorf("%s: %+v, want success with an empty list of objects", payload, inv)
+			}
+			var errs []map[string]any
+			for _, line := range strings.Split(f.output.String(), "\n") {
+				var rec map[string]any
+				if json.Unmarshal([]byte(line), &rec) == nil && rec["level"] == "ERROR" && rec["payload"] == payload {
+					errs = append(errs, rec)
+				}
+			}
+			if len(errs) != 1 || errs[0]["requestId"] == "" || errs[0]["requestId"] == nil {
+				t.Errorf("%s: ERROR log lines %v, want one with the request id and the payload", payload, errs)
 			}
 		}
 		if after := s.keys(t, ""); !slices.Equal(before, after) {

@@ -22,14 +22,20 @@ import (
 // four events per CPU at once, each with buffers of its own.
 const serveConnections = compute.DefaultConnections / 2
 
-// shutdownGrace is how long in-flight requests may run after SIGTERM:
-// Cloud Run kills the container 10 s after it.
-const shutdownGrace = 8 * time.Second
+// serveEnvironment ends the help of momentum serve.
+const serveEnvironment = `
+Environment:
+  PORT                     the port to listen on, every interface (default 8080)
+  MOMENTUM_LISTEN          HOST:PORT to listen on instead, such as 127.0.0.1:8080 to
+                           try the service out on loopback only; unset on Cloud Run
+  MOMENTUM_SHUTDOWN_GRACE  after SIGTERM, how long requests may finish before they
+                           are cancelled; the exit follows within a second (default 6s)
+`
 
 // runServe runs the Cloud Run service until ctx is done.
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	log := cloudLogger(stderr, getenv)
-	c, err := parseEventConfig("serve", "gs", serveConnections, args, getenv, stdout)
+	c, err := parseEventConfig("serve", "gs", serveConnections, serveEnvironment, args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
@@ -37,6 +43,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Error("bad configuration: " + err.Error())
 		return exitUsage
 	}
+	// MOMENTUM_LISTEN, HOST:PORT, is for trying the service out on
+	// loopback; Cloud Run wants every interface, on $PORT.
 	addr := getenv("MOMENTUM_LISTEN")
 	if addr == "" {
 		port := getenv("PORT")
@@ -50,10 +58,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Error("cannot listen", "address", addr, "error", err.Error())
 		return exitFailure
 	}
-	grace := shutdownGrace
+	// How long requests in flight may run after SIGTERM, before they are
+	// cancelled; the service exits at most a second later. Cloud Run
+	// kills the container 10 s after SIGTERM.
+	grace := cloudrun.DefaultGrace
 	if v := getenv("MOMENTUM_SHUTDOWN_GRACE"); v != "" {
 		if grace, err = time.ParseDuration(v); err != nil || grace < 0 {
-			log.Error(fmt.Sprintf("bad configuration: MOMENTUM_SHUTDOWN_GRACE=%q: want a duration such as 8s", v))
+			log.Error(fmt.Sprintf("bad configuration: MOMENTUM_SHUTDOWN_GRACE=%q: want a duration such as 6s", v))
 			return exitUsage
 		}
 	}

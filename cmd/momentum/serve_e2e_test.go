@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -37,11 +39,14 @@ type gcsFake struct {
 
 	mu      sync.Mutex
 	stallAt map[string]int64 // object → bytes of a read after which it stalls
+	stalled chan struct{}    // closed when a read first stalls
+	chunks  int              // requests carrying upload data so far
 }
 
 func startGCSFake(t *testing.T) *gcsFake {
 	t.Helper()
-	g := &gcsFake{stallAt: map[string]int64{}}
+	g := &gcsFake{stallAt: map[string]int64{}, stalled: make(chan struct{})}
+	var stallOnce sync.Once
 	srv := httptest.NewUnstartedServer(nil)
 	g.host = srv.Listener.Addr().String()
 	fake, err := fakestorage.NewServerWithOptions(fakestorage.Options{
@@ -59,8 +64,14 @@ func startGCSFake(t *testing.T) *gcsFake {
 			at, stalls := g.stallAt[name]
 			g.mu.Unlock()
 			if stalls {
-				w = &stallingWriter{ResponseWriter: w, left: at, stall: time.Hour, done: r.Context().Done()}
+				w = &stallingWriter{ResponseWriter: w, left: at, stall: time.Hour, done: r.Context().Done(),
+					onStall: func() { stallOnce.Do(func() { close(g.stalled) }) }}
 			}
+		}
+		if strings.HasPrefix(r.URL.Path, "/upload/") && r.URL.Query().Has("upload_id") && r.Header.Get("Content-Range") != "" {
+			g.mu.Lock()
+			g.chunks++
+			g.mu.Unlock()
 		}
 		handler.ServeHTTP(w, r)
 	})
@@ -454,4 +465,174 @@ func TestCloudRunServiceSIGTERM(t *testing.T) {
 	if _, ok := g.get(t, "momentum/slow.csv"); ok {
 		t.Error("a partial output was committed")
 	}
+}
+
+// slowBody is a request whose body comes a byte at a time.
+type slowBody struct {
+	conn net.Conn
+	resp *bufio.Reader
+	done chan struct{}
+}
+
+// sendSlowBody sends to the service the header of a CSV request with
+// Expect: 100-continue, waits for the 100 Continue (its handler is reading
+// the body), then sends the body a byte every interval, in the
+// background, until the connection is closed.
+func (s *service) sendSlowBody(t *testing.T, path string) *slowBody {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &slowBody{conn: conn, resp: bufio.NewReader(conn), done: make(chan struct{})}
+	t.Cleanup(func() { conn.Close(); <-b.done })
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n", path)
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	status, err := b.resp.ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 100 ") {
+		close(b.done)
+		t.Fatalf("a slow request, before its body: %q, %v; want 100 Continue", status, err)
+	}
+	b.resp.ReadString('\n')
+	conn.SetReadDeadline(time.Time{})
+	go func() {
+		defer close(b.done)
+		body := "mass,velocity\n" + strings.Repeat("1,2\n", 25000)
+		for i := 0; i < len(body); i++ {
+			if _, err := io.WriteString(conn, body[i:i+1]); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	return b
+}
+
+// TestCloudRunServiceSlowClients: 8 connections trickling request bodies
+// to /v1/momentum (twice the service's synchronous slots on 2 CPUs) do
+// not keep other requests from being answered.
+func TestCloudRunServiceSlowClients(t *testing.T) {
+	g := startGCSFake(t)
+	s := startService(t, g)
+	for range 8 {
+		s.sendSlowBody(t, "/v1/momentum")
+	}
+	particles := readFile(t, testdata(t, "particles.csv"))
+	cli := momentum(t, nil, "--quiet", testdata(t, "particles.csv"))
+	for i := range 3 {
+		start := time.Now()
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Post(s.url+"/v1/momentum", "text/csv", bytes.NewReader(particles))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		took := time.Since(start)
+		t.Logf("request %d while 8 bodies trickle in: %d in %v", i, resp.StatusCode, took.Round(time.Millisecond))
+		if resp.StatusCode != http.StatusOK || string(b) != cli.stdout {
+			t.Errorf("request %d while 8 bodies trickle in: %d %s", i, resp.StatusCode, b)
+		}
+		// It takes milliseconds; the status is what tells a held slot (an
+		// immediate 503). The bound is generous for a loaded machine.
+		if took > 5*time.Second {
+			t.Errorf("request %d took %v", i, took)
+		}
+	}
+}
+
+// TestCloudRunServiceSIGTERMBudget: with its default settings the service
+// exits within 8 s of SIGTERM, 2 s before Cloud Run kills it, whatever
+// is in flight: nothing, a body still arriving, or an event job whose
+// output is being uploaded, which is aborted and commits nothing. The
+// budget is 6 s for requests to finish, then their cancellation, then at
+// most 1 s for their handlers; these cases take just over 6 s, which
+// leaves the 8 s bound close to 2 s for a loaded machine.
+func TestCloudRunServiceSIGTERMBudget(t *testing.T) {
+	const bound = 8 * time.Second
+	stop := func(t *testing.T, s *service) {
+		t.Helper()
+		start := time.Now()
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		err := s.cmd.Wait()
+		took := time.Since(start)
+		t.Logf("exited %v after SIGTERM", took.Round(10*time.Millisecond))
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+		if took > bound {
+			t.Errorf("exited %v after SIGTERM, want within %v", took, bound)
+		}
+	}
+
+	t.Run("idle", func(t *testing.T) {
+		s := startService(t, startGCSFake(t))
+		stop(t, s)
+	})
+
+	t.Run("slow synchronous body", func(t *testing.T) {
+		s := startService(t, startGCSFake(t))
+		b := s.sendSlowBody(t, "/v1/momentum")
+		stop(t, s)
+		b.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if status, _ := b.resp.ReadString('\n'); strings.Contains(status, " 200 ") {
+			t.Errorf("the cut request was answered %q", status)
+		}
+	})
+
+	t.Run("event mid-upload", func(t *testing.T) {
+		g := startGCSFake(t)
+		s := startService(t, g)
+		var big bytes.Buffer
+		big.WriteString("mass,velocity\n")
+		for i := 0; big.Len() < 12<<20; i++ {
+			fmt.Fprintf(&big, "%d.5,%d.25\n", i, i%1000)
+		}
+		data := g.upload(t, "incoming/slow.csv", big.Bytes())
+		g.mu.Lock()
+		g.stallAt["incoming/slow.csv"] = 10 << 20 // past the first 8 MiB chunk of the output's upload
+		g.mu.Unlock()
+		answered := make(chan int, 1)
+		go func() {
+			body, _ := json.Marshal(data)
+			req, _ := http.NewRequest(http.MethodPost, s.url+"/", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Ce-Specversion", "1.0")
+			req.Header.Set("Ce-Type", "google.cloud.storage.object.v1.finalized")
+			req.Header.Set("Ce-Source", "//storage.googleapis.com/projects/_/buckets/data")
+			req.Header.Set("Ce-Id", "slow-1")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answered <- 0
+				return
+			}
+			resp.Body.Close()
+			answered <- resp.StatusCode
+		}()
+		select {
+		case <-g.stalled:
+		case <-time.After(60 * time.Second):
+			t.Fatal("the job's read never stalled")
+		}
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			g.mu.Lock()
+			chunks := g.chunks
+			g.mu.Unlock()
+			if chunks > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no chunk of the output was uploaded")
+			}
+		}
+		stop(t, s)
+		if code := <-answered; code == http.StatusOK {
+			t.Errorf("the interrupted event was answered 200: Eventarc would not redeliver it")
+		}
+		if _, ok := g.get(t, "momentum/slow.csv"); ok {
+			t.Error("a partial output was committed")
+		}
+		if !strings.Contains(s.stderr.String(), "upload aborted") {
+			t.Error("the service did not log the upload's abort")
+		}
+	})
 }
