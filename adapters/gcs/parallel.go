@@ -34,8 +34,9 @@ const cleanupTimeout = time.Minute
 
 // answerGrace is how long a request that has been sent whole may still
 // take to be answered once the writer stops: the server may be committing
-// it, and its answer tells whether it made an object to delete.
-const answerGrace = 10 * time.Second
+// it, and its answer tells whether it made an object to delete. It is
+// short beside a shutdown's grace (Cloud Run gives 10 s).
+const answerGrace = 3 * time.Second
 
 // Whether a server honours a compose's deleteSourceObjects.
 const (
