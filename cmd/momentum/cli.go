@@ -113,7 +113,7 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 	if c.input != "-" && sameLocation(c.input, c.output) {
 		return nil, &usageError{fmt.Sprintf("INPUT %q and OUTPUT %q are the same file: the output would overwrite its input", c.input, c.output)}
 	}
-	if c.readAhead, err = kernel.readAhead(source, defaultConnections(c.output)); err != nil {
+	if c.readAhead, err = kernel.readAhead(source, defaultConnections(c.input, c.output)); err != nil {
 		return nil, err
 	}
 	if c.rejects != "" && c.opts.OnError != compute.OnErrorSkip {

@@ -898,7 +898,7 @@ func TestHelpNamesEveryMode(t *testing.T) {
 // TestLambdaConnections: a function's read buffers take at most a
 // quarter of its memory.
 func TestLambdaConnections(t *testing.T) {
-	for mem, want := range map[string]int{"": 8, "x": 8, "128": 4, "192": 6, "256": 8, "10240": 8, "64": 2, "16": 1} {
+	for mem, want := range map[string]int{"": 8, "x": 8, "128": 3, "192": 5, "256": 7, "384": 8, "10240": 8, "64": 1, "16": 1} {
 		if got := lambdaConnections(envMap(map[string]string{"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": mem})); got != want {
 			t.Errorf("%q MB: %d connections, want %d", mem, got, want)
 		}

@@ -36,7 +36,7 @@ func addKernelFlags(fs *flag.FlagSet) *kernelFlags {
 	fs.StringVar(&k.onError, "on-error", k.onError, "what a bad row does: fail (stop at the first) or skip (write it to the rejects file)")
 	fs.StringVar(&k.maxRecord, "max-record", k.maxRecord, "largest record accepted, e.g. 1048576, 512KiB, 64MiB")
 	fs.IntVar(&k.opts.Workers, "workers", 0, "goroutines computing rows (default: one per CPU;\nat most 4 per CPU are used, as more only cost memory)")
-	fs.IntVar(&k.connections, "connections", 0, "ranged requests of 8 MiB in flight reading an s3:// or gs:// input;\n1 reads it in one stream (default: 8, or 4 when the output is uploaded;\non AWS Lambda 4 to 8 by memory)")
+	fs.IntVar(&k.connections, "connections", 0, "requests in flight per object: ranged reads of 8 MiB of an s3:// or gs://\ninput, parts of 8 MiB of an s3:// or gs:// output; 1 is one stream each way\n(default: 8, or 4 when both are in the cloud; on AWS Lambda 1 to 8 by memory)")
 	return k
 }
 
@@ -53,26 +53,30 @@ func (k *kernelFlags) readAhead(source map[string]string, auto int) (compute.Rea
 	return compute.ReadAhead{Connections: n, RangeSize: compute.DefaultRangeSize}, nil
 }
 
-// defaultConnections is the default --connections of a run whose output
-// is at loc. A run keeps about 64 MiB of transfer buffers: 8 ranges of
-// 8 MiB read ahead when the output is a file or stdout, 4 when it is
-// uploaded, as the upload holds its own parts (S3: 4 of 8 MiB).
-func defaultConnections(loc string) int {
-	if isURL(loc) {
+// defaultConnections is the default --connections of a run from input
+// to output: the requests in flight per object moved, ranged reads of a
+// cloud input and parts of a cloud output alike. Each holds a buffer of
+// 8 MiB (an upload one more), so a run keeps about 72 MiB of transfer
+// buffers: 8 when one side is in the cloud, 4 each way when both are.
+func defaultConnections(input, output string) int {
+	if isURL(input) && isURL(output) {
 		return compute.DefaultConnections / 2
 	}
 	return compute.DefaultConnections
 }
 
 // lambdaConnections is the default --connections of a Lambda function
-// with AWS_LAMBDA_FUNCTION_MEMORY_SIZE megabytes: the read buffers take
-// at most a quarter of its memory (4 ranges at 128 MB, 8 from 256 MB).
+// with AWS_LAMBDA_FUNCTION_MEMORY_SIZE megabytes. Its input and output
+// are both in S3: each connection holds one range read ahead and one part
+// uploaded, and the buffers take at most half its memory (3 at 128 MB,
+// 7 at 256 MB, 8 from 384 MB).
 func lambdaConnections(getenv func(string) string) int {
 	mb, err := strconv.Atoi(getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"))
 	if err != nil || mb <= 0 {
 		return compute.DefaultConnections
 	}
-	return min(max(mb<<20/4/compute.DefaultRangeSize, 1), compute.DefaultConnections)
+	perConnection := 2 * compute.DefaultRangeSize >> 20 // MiB
+	return min(max((mb/2-perConnection/2)/perConnection, 1), compute.DefaultConnections)
 }
 
 // parseFlags parses args, then sets each flag not on the command line

@@ -48,7 +48,7 @@ func parseJobConfig(args []string, getenv func(string) string, stdout io.Writer)
 	if c.opts, err = kernel.options(source); err != nil {
 		return nil, err
 	}
-	if c.readAhead, err = kernel.readAhead(source, defaultConnections(c.output)); err != nil {
+	if c.readAhead, err = kernel.readAhead(source, defaultConnections(c.input, c.output)); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {

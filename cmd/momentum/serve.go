@@ -17,9 +17,10 @@ import (
 	"github.com/momentum-run/momentum/compute"
 )
 
-// serveConnections is the service's default --connections: its output
-// is uploaded, as for the CLI (defaultConnections), and it runs up to
-// four events per CPU at once, each with buffers of its own.
+// serveConnections is the service's default --connections: its input
+// and output are both in the cloud, as for the CLI (defaultConnections),
+// and it runs up to four events per CPU at once, each with buffers of its
+// own.
 const serveConnections = compute.DefaultConnections / 2
 
 // serveEnvironment ends the help of momentum serve.
@@ -70,7 +71,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	svc := &cloudrun.Service{
 		Route:     c.route,
-		Bucket:    cachedBuckets(func(ctx context.Context, name string) (compute.Store, error) { return gcs.New(ctx, name) }),
+		Bucket:    cachedBuckets(func(ctx context.Context, name string) (compute.Store, error) { return gcs.New(ctx, name, gcs.WithUploadConcurrency(c.readAhead.Connections)) }),
 		Options:   c.opts,
 		ReadAhead: c.readAhead,
 		Logger:    log,

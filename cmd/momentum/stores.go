@@ -113,6 +113,15 @@ func (s *storeSet) localFiles() (compute.Store, error) {
 	return s.files, nil
 }
 
+// uploads is how many parts of an output are uploaded at once: as many
+// as ranges are read ahead, the one --connections setting.
+func (s *storeSet) uploads() int {
+	if s.readAhead.Connections > 0 {
+		return s.readAhead.Connections
+	}
+	return compute.DefaultConnections
+}
+
 // bucket returns the store of a bucket, opened once.
 func (s *storeSet) bucket(ctx context.Context, scheme, bucket string) (compute.Store, error) {
 	id := scheme + "://" + bucket
@@ -122,13 +131,13 @@ func (s *storeSet) bucket(ctx context.Context, scheme, bucket string) (compute.S
 	var store compute.Store
 	switch scheme {
 	case "s3":
-		st, err := s3.New(ctx, bucket)
+		st, err := s3.New(ctx, bucket, s3.WithUploadConcurrency(s.uploads()))
 		if err != nil {
 			return nil, err
 		}
 		store = st
 	case "gs":
-		st, err := gcs.New(ctx, bucket)
+		st, err := gcs.New(ctx, bucket, gcs.WithUploadConcurrency(s.uploads()))
 		if err != nil {
 			return nil, err
 		}
