@@ -83,8 +83,10 @@ func runLambda(ctx context.Context, args []string, getenv func(string) string, s
 	level := slog.LevelInfo
 	level.UnmarshalText([]byte(getenv("AWS_LAMBDA_LOG_LEVEL"))) // Lambda's own setting; a bad one keeps INFO
 	h := &awslambda.Handler{
-		Route:     c.route,
-		Bucket:    cachedBuckets(func(ctx context.Context, name string) (compute.Store, error) { return s3.New(ctx, name, s3.WithUploadConcurrency(c.readAhead.Connections)) }),
+		Route: c.route,
+		Bucket: cachedBuckets(func(ctx context.Context, name string) (compute.Store, error) {
+			return s3.New(ctx, name, s3.WithUploadConcurrency(c.readAhead.Connections))
+		}),
 		Options:   c.opts,
 		ReadAhead: c.readAhead,
 		Logger:    slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})),
