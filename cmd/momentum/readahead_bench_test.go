@@ -63,8 +63,8 @@ func BenchmarkCloudRead(b *testing.B) {
 	}
 	dir := b.TempDir()
 	type row struct {
-		name      string
-		mbps, rss float64
+		name           string
+		mbps, rss, cpu float64
 	}
 	var table []row
 	for _, scheme := range []string{"s3", "gs"} {
@@ -86,6 +86,7 @@ func BenchmarkCloudRead(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				b.SetBytes(size)
 				var peak int64
+				var cpu time.Duration
 				dst := filepath.Join(dir, "out.csv")
 				for b.Loop() {
 					os.Remove(dst)
@@ -101,12 +102,14 @@ func BenchmarkCloudRead(b *testing.B) {
 						b.Fatalf("%v: %s", err, stderr.String())
 					}
 					peak = max(peak, rss())
+					cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 				}
 				if fi, err := os.Stat(dst); err != nil || fi.Size() != st.BytesOut {
 					b.Fatalf("output: %v, %v; want %d bytes", fi, err, st.BytesOut)
 				}
 				b.ReportMetric(float64(peak)/(1<<20), "peak-MiB")
-				table = append(table, row{name, float64(size) * float64(b.N) / 1e6 / b.Elapsed().Seconds(), float64(peak) / (1 << 20)})
+				b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+				table = append(table, row{name, float64(size) * float64(b.N) / 1e6 / b.Elapsed().Seconds(), float64(peak) / (1 << 20), cpu.Seconds() / float64(b.N)})
 			})
 		}
 
@@ -125,7 +128,7 @@ func BenchmarkCloudRead(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			table = append(table, row{name, float64(size) * float64(b.N) / 1e6 / b.Elapsed().Seconds(), 0})
+			table = append(table, row{name, float64(size) * float64(b.N) / 1e6 / b.Elapsed().Seconds(), 0, 0})
 		})
 		name = fmt.Sprintf("%s→discard/download-%d", scheme, conns)
 		b.Run(name, func(b *testing.B) {
@@ -135,7 +138,7 @@ func BenchmarkCloudRead(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			table = append(table, row{name, float64(size) * float64(b.N) / 1e6 / b.Elapsed().Seconds(), 0})
+			table = append(table, row{name, float64(size) * float64(b.N) / 1e6 / b.Elapsed().Seconds(), 0, 0})
 		})
 	}
 	fmt.Fprintf(&out, "%d MiB, links of %.0f MB/s per connection, %v per request:\n", size>>20, float64(rate)/1e6, latency)
@@ -147,7 +150,7 @@ func BenchmarkCloudRead(b *testing.B) {
 		}
 		rss := ""
 		if r.rss > 0 {
-			rss = fmt.Sprintf("  peak RSS %4.0f MiB", r.rss)
+			rss = fmt.Sprintf("  peak RSS %4.0f MiB  CPU %4.1f s", r.rss, r.cpu)
 		}
 		fmt.Fprintf(&out, "  %-26s %6.1f MB/s  %4.1f× one connection%s\n", r.name, r.mbps, r.mbps/one[scheme], rss)
 	}
