@@ -220,3 +220,23 @@ func TestParallelCreateOnly(t *testing.T) {
 	}
 	srv.assertNoUploads(t)
 }
+
+// TestWriterOnDoneContext: a writer made with a context already done
+// fails its writes and leaves nothing, without racing its own set-up.
+func TestWriterOnDoneContext(t *testing.T) {
+	srv := newServer(t, false)
+	st := srv.store()
+	for range 20 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		w, err := st.NewWriter(ctx, "done/x", compute.WriteOptions{})
+		if err != nil {
+			continue
+		}
+		w.Write([]byte("x"))
+		if err := w.Close(); err == nil {
+			t.Fatal("Close on a done context succeeded")
+		}
+	}
+	srv.assertNoUploads(t)
+}

@@ -334,7 +334,14 @@ func (s *Store) NewWriter(ctx context.Context, key string, o compute.WriteOption
 	w := &Writer{s: s, ctx: ctx, key: key, opts: o, nbufs: 1,
 		free: make(chan []byte, s.concurrency+1), slots: make(chan struct{}, s.concurrency)}
 	w.upCtx, w.cancelUp = context.WithCancelCause(ctx)
-	w.stop = context.AfterFunc(ctx, func() { w.fail(s.wrap("write", key, context.Cause(ctx), compute.ErrExists)) })
+	// The callback may run at once, in its own goroutine, if ctx is done
+	// already: it waits until w.stop, which fail calls, is set.
+	ready := make(chan struct{})
+	w.stop = context.AfterFunc(ctx, func() {
+		<-ready
+		w.fail(s.wrap("write", key, context.Cause(ctx), compute.ErrExists))
+	})
+	close(ready)
 	return w, nil
 }
 
