@@ -62,7 +62,14 @@ func (s *Store) newParallelWriter(ctx context.Context, key string, o compute.Wri
 	w := &ParallelWriter{s: s, ctx: ctx, key: key, opts: o, id: fmt.Sprintf("%016x", rand.Uint64()), nbufs: 1,
 		free: make(chan []byte, s.concurrency+1), slots: make(chan struct{}, s.concurrency), temps: map[string]int64{}}
 	w.upCtx, w.cancelUp = context.WithCancelCause(ctx)
-	w.stop = context.AfterFunc(ctx, func() { w.fail(s.fail("write", key, context.Cause(ctx), true)) })
+	// The callback may run as soon as it is registered, in its own
+	// goroutine: it waits until w.stop, which fail calls, is set.
+	ready := make(chan struct{})
+	w.stop = context.AfterFunc(ctx, func() {
+		<-ready
+		w.fail(s.fail("write", key, context.Cause(ctx), true))
+	})
+	close(ready)
 	return w, nil
 }
 
