@@ -67,9 +67,12 @@ func BenchmarkTransformParallel(b *testing.B) {
 	benchmarkTransform(b, benchInput(200_000), Options{})
 }
 
-// BenchmarkTransformQuoted is the cost of quoted fields.
+// BenchmarkTransformQuoted is the cost of quoted fields, in either mode.
 func BenchmarkTransformQuoted(b *testing.B) {
-	benchmarkTransform(b, quotedBenchInput(150_000), Options{Workers: 1})
+	in := quotedBenchInput(150_000)
+	for _, quotes := range []QuoteMode{QuotesStrict, QuotesLazy} {
+		b.Run(quotes.String(), func(b *testing.B) { benchmarkTransform(b, in, Options{Workers: 1, Quotes: quotes}) })
+	}
 }
 
 // BenchmarkSplit is the splitter alone, which finds record boundaries,

@@ -10,8 +10,8 @@ import (
 // reads by the same grammar (see scanner) and returns the fields, where
 // the record's content ends (before its line break), where the next
 // record starts, the '\n' bytes it spans, and the record's first quoting
-// error, if any; perr is an unterminated quote.
-func splitRecord(in []byte, i int, delim byte) (fields [][]byte, recEnd, next int, lines int64, qerr, perr *ParseError) {
+// error (strict mode), if any; perr is an unterminated quote.
+func splitRecord(in []byte, i int, delim byte, lazy bool) (fields [][]byte, recEnd, next int, lines int64, qerr, perr *ParseError) {
 	n := len(in)
 	recEnd = -1
 	for {
@@ -38,8 +38,12 @@ func splitRecord(in []byte, i int, delim byte) (fields [][]byte, recEnd, next in
 				if k == n || in[k] == delim || in[k] == '\n' || in[k] == '\r' && (k+1 == n || in[k+1] == '\n') {
 					break
 				}
-				bad = true
-				break
+				if !lazy {
+					bad = true
+					break
+				}
+				f = append(f, '"') // the quote is data
+				j = k
 			}
 			lines += int64(bytes.Count(in[i+1:j], nl))
 			i = j + 1
@@ -60,7 +64,7 @@ func splitRecord(in []byte, i int, delim byte) (fields [][]byte, recEnd, next in
 		}
 		if fs >= 0 {
 			for i < n && in[i] != delim && in[i] != '\n' {
-				if in[i] == '"' && qerr == nil {
+				if in[i] == '"' && !lazy && qerr == nil {
 					qerr = &ParseError{Line: lines, Column: columnLabel(nil, col), Err: ErrBareQuote}
 				}
 				i++

@@ -19,6 +19,7 @@ type rowSpec struct {
 	fixed         bool
 	decimals      int
 	skip          bool
+	lazy          bool // quotes are read as encoding/csv's LazyQuotes reads them
 	maxRecord     int
 	stop          [256]bool // bytes that end an unquoted run: delimiter, '\n', '"'
 	delimWord     uint64    // the delimiter in every byte of a word
@@ -31,6 +32,7 @@ func newRowSpec(o Options) *rowSpec {
 		fixed:     o.FixedDecimals,
 		decimals:  o.Decimals,
 		skip:      o.OnError == OnErrorSkip,
+		lazy:      o.Quotes == QuotesLazy,
 		maxRecord: o.MaxRecordBytes,
 	}
 	s.stop[o.Delimiter] = true
@@ -135,7 +137,7 @@ func (s *rowSpec) process(in []byte, partial bool, res *chunkResult) {
 			fs := -1 // where the field's unquoted text starts, if it has any
 			if i < n && in[i] == '"' {
 				// Quoted field: find the quote that closes it, skipping ""
-				// pairs.
+				// pairs (and, in lazy mode, quotes followed by text).
 				j := i + 1
 				bad := false
 				for {
@@ -165,6 +167,10 @@ func (s *rowSpec) process(in []byte, partial bool, res *chunkResult) {
 					}
 					if c := in[k]; c == s.delim || c == '\n' || c == '\r' && in[k+1] == '\n' {
 						break
+					}
+					if s.lazy {
+						j = k // the quote is data
+						continue
 					}
 					bad = true
 					break
@@ -198,7 +204,7 @@ func (s *rowSpec) process(in []byte, partial bool, res *chunkResult) {
 					bare = true
 					i = s.skipUnquoted(in, i+1)
 				}
-				if bare && qerr == nil {
+				if bare && !s.lazy && qerr == nil {
 					qerr = &ParseError{Line: line, Column: s.label(field), Err: ErrBareQuote}
 					if !s.skip {
 						res.err = qerr

@@ -395,7 +395,7 @@ func (s *shardReader) Read(p []byte) (int, error) {
 // Each reading follows the grammar and records its first record start at
 // or after off; a reading dies when it breaks a rule whose breach ends a
 // single run: a record longer than MaxRecordBytes, a quoted field open
-// at the end of input, and, in fail mode, any quoting error. The
+// at the end of input, and, in strict fail mode, any quoting error. The
 // readings that survive and reach the same state at the same byte are
 // one from there on. The search ends when all survivors agree on the
 // record start; that is then the truth, unless the truth died, which
@@ -428,7 +428,7 @@ var searchBehind int64 = 64 << 10
 // off; ok is false when it cannot decide.
 func searchBoundary(ctx context.Context, r io.ReaderAt, size, dataStart, off, behind, window int64, o Options) (int64, bool, error) {
 	limit := int64(o.MaxRecordBytes) + 1 // lenient: a '\r' before '\n' is not content
-	quoteKills := o.OnError == OnErrorFail
+	quoteKills := o.Quotes == QuotesStrict && o.OnError == OnErrorFail
 	start := max(off-behind, dataStart)
 	var hyps []hypothesis
 	if start == dataStart {

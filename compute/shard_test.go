@@ -19,20 +19,30 @@ type shardFaults struct {
 	quotes []string
 }
 
-// quoteFaults are notes that RFC 4180 does not allow: bare quotes, text
-// after a closing quote, spaces before an opening quote, a quote and CR
-// in a quoted field.
-var quoteFaults = []string{
+// lazyFaults are notes that RFC 4180 does not allow but lazy mode reads
+// without changing the fields: bare quotes, text after a closing quote,
+// a space before an opening quote, a quote and CR in a quoted field. Each
+// closes where it ends, in lazy mode too.
+var lazyFaults = []string{
 	`ab"c`, `5'10"`, `x""`, ` "ab"`, `"ab"c"`, `"a` + "\n" + `b"c"`, "\"ab\"\rx\"", `""a"`, `"a"" "b"`,
-	` "a,b"`, ` "a` + "\n", `"a"b` + "\n" + `c",x,y"`, `"ab" `, `"ab"c`, `"ab"c` + "\n",
 }
 
-// quoteFaultsFor are the faults a run in mode o reads without failing:
-// in skip mode, where the record of a broken field ends at the next line
-// break whatever follows.
+// badLazyFaults make rows bad in lazy mode too, their fields cut anew by
+// a quote that is data; they close where they end.
+var badLazyFaults = []string{` "a,b"`, ` "a` + "\n", `"a"b` + "\n" + `c",x,y"`}
+
+// quoteFaultsFor are the faults a run in mode o reads without failing. In
+// strict mode the record of a broken field ends at the next line break
+// whatever follows; in lazy mode "ab" followed by a space would stay
+// open, taking whatever follows into the field.
 func quoteFaultsFor(o Options) []string {
-	if o.OnError == OnErrorSkip {
-		return quoteFaults
+	switch {
+	case o.OnError == OnErrorSkip && o.Quotes == QuotesLazy:
+		return append(badLazyFaults, lazyFaults...)
+	case o.OnError == OnErrorSkip:
+		return append([]string{`"ab" `, `"ab"c`, `"ab"c` + "\n"}, append(badLazyFaults, lazyFaults...)...)
+	case o.Quotes == QuotesLazy:
+		return lazyFaults
 	}
 	return nil
 }
@@ -124,7 +134,7 @@ func TestShardsConcatenate(t *testing.T) {
 	}
 	for trial := range trials {
 		r := rand.New(rand.NewPCG(uint64(trial), 99))
-		o := Options{Workers: 1 + r.IntN(3)}
+		o := Options{Workers: 1 + r.IntN(3), Quotes: QuoteMode(r.IntN(2))}
 		large := 2000 + r.IntN(6000)
 		if r.IntN(2) == 0 {
 			o.MaxRecordBytes = large + 200 // windows far smaller than the input
@@ -215,7 +225,7 @@ func TestShardsReportTheFirstError(t *testing.T) {
 	for trial := range 90 {
 		r := rand.New(rand.NewPCG(uint64(trial), 7))
 		large := 1000 + r.IntN(2000)
-		o := Options{Workers: 1 + r.IntN(2), MaxRecordBytes: large + 200}
+		o := Options{Workers: 1 + r.IntN(2), MaxRecordBytes: large + 200, Quotes: QuoteMode(r.IntN(2))}
 		if r.IntN(2) == 0 {
 			o.OnError = OnErrorSkip
 		}
@@ -260,7 +270,7 @@ func TestFindBoundary(t *testing.T) {
 	for trial := range 24 {
 		r := rand.New(rand.NewPCG(uint64(trial), 3))
 		large := 500 + r.IntN(1000)
-		o := Options{MaxRecordBytes: large + 100}
+		o := Options{MaxRecordBytes: large + 100, Quotes: QuoteMode(trial % 2)}
 		if trial%3 == 0 {
 			o.OnError = OnErrorSkip
 		}
@@ -300,7 +310,7 @@ func TestFindBoundary(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got != want {
-				t.Fatalf("trial %d (%v): boundary at or after %d: got %d, want %d", trial, o.OnError, off, got, want)
+				t.Fatalf("trial %d (%v, %v): boundary at or after %d: got %d, want %d", trial, o.Quotes, o.OnError, off, got, want)
 			}
 			if off%61 == 0 {
 				if exact, _ := exactBoundary(context.Background(), ra, int64(len(in)), dataStart, off, o); exact != want {
@@ -322,8 +332,8 @@ func TestShardAmbiguousInput(t *testing.T) {
 	}
 	in := b.Bytes()
 	dataStart := int64(len("mass,velocity,note\n"))
-	for _, quotes := range []string{"strict"} {
-		o, _ := Options{MaxRecordBytes: 64}.withDefaults()
+	for _, quotes := range []QuoteMode{QuotesStrict, QuotesLazy} {
+		o, _ := Options{MaxRecordBytes: 64, Quotes: quotes}.withDefaults()
 		ra := bytes.NewReader(in)
 		off := int64(len(in) / 2)
 		if _, ok, err := searchBoundary(context.Background(), ra, int64(len(in)), dataStart, off, 130, 130, o); ok || err != nil {
@@ -425,8 +435,8 @@ func TestShardMisjudgedBoundary(t *testing.T) {
 // FuzzShards: for any input, the shards succeed exactly when the single
 // run does, and then their parts and rejects concatenate to its output;
 // when it fails, the earliest error the shards report is its error. n
-// gives the shard count (its low three bits) and how far before its
-// offset the boundary search starts (bits 4 and 5).
+// gives the shard count (its low three bits), the quote mode (bit 3) and
+// how far before its offset the boundary search starts (bits 4 and 5).
 func FuzzShards(f *testing.F) {
 	for _, s := range []string{
 		"mass,velocity\n1,2\n3,4\n5,6\n", "a,mass,velocity\n\"x\ny\",1,2\r\n\"p\nq\",3,4\n", "mass,velocity\n1,\"2\n",
@@ -444,6 +454,9 @@ func FuzzShards(f *testing.F) {
 		o := Options{MaxRecordBytes: 64, Workers: 1}
 		if skip {
 			o.OnError = OnErrorSkip
+		}
+		if n&8 != 0 {
+			o.Quotes = QuotesLazy
 		}
 		defer func(old int64) { searchBehind = old }(searchBehind)
 		searchBehind = []int64{1, 3, 20, 64 << 10}[n>>4&3]

@@ -126,32 +126,35 @@ const (
 //
 //   - A '"' opens a quoted field only at the start of a field: the first
 //     byte of a record, or the byte after a delimiter. Anywhere else
-//     outside quotes it is a bare quote: it makes the row bad
-//     (ErrBareQuote) and the field goes on, unquoted, to the next
-//     delimiter or line break. A space before a quote makes it bare too.
+//     outside quotes it is a bare quote: data in lazy mode; in strict mode
+//     it makes the row bad (ErrBareQuote) and the field goes on, unquoted,
+//     to the next delimiter or line break. A space before a quote makes it
+//     bare too.
 //   - In a quoted field, "" is an escaped quote, and a '"' followed by a
 //     delimiter, '\n', "\r\n" or the end of input closes the field. A '"'
-//     followed by anything else makes the row bad (ErrQuote): the quoted
+//     followed by anything else is data in lazy mode, and the field stays
+//     quoted; in strict mode it makes the row bad (ErrQuote), the quoted
 //     part ends there and the field goes on unquoted to the next
 //     delimiter or line break.
 //   - A '\n' outside quotes ends the record; inside quotes it is data.
 //
-// In valid CSV a boundary is where quote parity says. A quoted field
-// still open at the end of input is an error, as it takes the rest of
-// the input with it.
+// In valid CSV the two modes agree and a boundary is where quote parity
+// says. A quoted field still open at the end of input is an error in
+// both modes, as it takes the rest of the input with it.
 //
 // The state between calls is the quote state and the last byte read,
 // which tells whether a '"' after it opens a field.
 type scanner struct {
 	delim byte
+	lazy  bool
 	state qstate
 	prev  byte // the last byte read; '\n' at a record start
-	bad   bool // met a bad quote (the row is bad)
+	bad   bool // met a quote that strict mode rejects (the row is bad)
 }
 
 // newScanner returns a scanner at the start of a record.
 func newScanner(o Options) scanner {
-	return scanner{delim: o.Delimiter, prev: '\n'}
+	return scanner{delim: o.Delimiter, lazy: o.Quotes == QuotesLazy, prev: '\n'}
 }
 
 // atRecordStart reports whether the bytes read so far end with a record.
@@ -222,9 +225,10 @@ func (s *scanner) quote(b []byte, q int) int {
 	if q > 0 {
 		p = b[q-1]
 	}
-	if p == s.delim || p == '\n' {
+	switch {
+	case p == s.delim || p == '\n':
 		s.state = qIn
-	} else {
+	case !s.lazy:
 		s.bad = true
 	}
 	return q + 1
@@ -268,10 +272,15 @@ func (s *scanner) quoted(b []byte, i int) int {
 	return i
 }
 
-// textAfterQuote applies a '"' followed by text in a quoted field: the
-// quoted part ends and the field goes on unquoted.
+// textAfterQuote applies a '"' followed by text in a quoted field: data
+// in lazy mode; in strict mode the quoted part ends and the field goes on
+// unquoted.
 func (s *scanner) textAfterQuote() {
-	s.state, s.bad = qOut, true
+	if s.lazy {
+		s.state = qIn
+	} else {
+		s.state, s.bad = qOut, true
+	}
 }
 
 // diagnose explains why buf, the start of one record longer than

@@ -288,7 +288,7 @@ func TestConstantMemory(t *testing.T) {
 
 // TestScannerAgreesWithParser: on random bytes rich in quotes, delimiters
 // and line breaks, the records the parser reads start where the scanner
-// (which the splitter and the shards use) says they do.
+// (which the splitter and the shards use) says they do, in both modes.
 func TestScannerAgreesWithParser(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	alphabet := []byte("\"\",,\n\r a")
@@ -297,8 +297,8 @@ func TestScannerAgreesWithParser(t *testing.T) {
 		for i := range in {
 			in[i] = alphabet[r.IntN(len(alphabet))]
 		}
-		for _, quotes := range []string{"strict"} {
-			o, _ := Options{OnError: OnErrorSkip, Rejects: io.Discard}.withDefaults()
+		for _, quotes := range []QuoteMode{QuotesStrict, QuotesLazy} {
+			o, _ := Options{Quotes: quotes, OnError: OnErrorSkip, Rejects: io.Discard}.withDefaults()
 			spec := newRowSpec(o)
 			spec.mass, spec.vel, spec.fields = 0, 1, 1000 // every record is rejected, with its bytes
 			res := chunkResult{out: make([]byte, 0, 256)} // no chunk-sized buffer for each

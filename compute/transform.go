@@ -29,7 +29,7 @@ var (
 // w. In OnErrorSkip mode bad rows go to o.Rejects as CSV records
 // (line, column, reason, record) and only structural errors end the run;
 // a row with a quoting error is a bad row, and reading goes on at the end
-// of its record: the next line break outside quotes. Whatever the mode,
+// of its record (see QuoteMode for where that is). Whatever the mode,
 // Stats.RowsIn = Stats.RowsOut + Stats.RowsRejected; RowsRejected counts
 // the rows written to Rejects, so a run that stops at a bad row in
 // OnErrorFail mode counts only the rows before it.
@@ -145,7 +145,7 @@ func (t *transform) header(ctx context.Context) ([]byte, int, error) {
 			t.sp.release(chunk)
 			continue
 		}
-		fields, recEnd, next, lines, qerr, perr := splitRecord(chunk, i, t.o.Delimiter)
+		fields, recEnd, next, lines, qerr, perr := splitRecord(chunk, i, t.o.Delimiter, t.o.Quotes == QuotesLazy)
 		if perr != nil {
 			perr.Line += t.line
 			return nil, 0, perr

@@ -98,6 +98,19 @@ var transformTests = []struct {
 	{name: "UnterminatedQuote", in: "mass,velocity,a\n1,2,x\n1,2,\"open\nmore\nlines\n", err: ErrUnterminatedQuote, line: 3, column: "a", noCheck: true},
 	{name: "UnterminatedQuoteInHeader", in: "mass,\"velocity\n1,2\n", err: ErrUnterminatedQuote, line: 1, column: "2"},
 	{name: "UnterminatedAfterBrokenQuote", in: "mass,velocity,a\n1,2,\"x\"y\n1,2,\"open\n", opts: Options{OnError: OnErrorSkip, Rejects: io.Discard}, err: ErrUnterminatedQuote, line: 3, column: "a", noCheck: true},
+
+	// Lazy quotes, as encoding/csv's LazyQuotes reads them.
+	{name: "LazyBareQuote", in: "height,mass,velocity\n5'10\",2,3\n", opts: Options{Quotes: QuotesLazy}, out: "height,mass,velocity,momentum\n5'10\",2,3,6\n", rowsIn: 1},
+	{name: "LazyTextAfterQuote", in: "a,mass,velocity\n\"x\"y\",2,3\n", opts: Options{Quotes: QuotesLazy}, out: "a,mass,velocity,momentum\n\"x\"y\",2,3,6\n", rowsIn: 1},
+	{name: "LazyQuotedFieldStaysOpen", in: "a,mass,velocity\n\"x\" y,z\n\",2,3\n", opts: Options{Quotes: QuotesLazy}, out: "a,mass,velocity,momentum\n\"x\" y,z\n\",2,3,6\n", rowsIn: 1},
+	{name: "LazySpaceBeforeQuote", in: "a,mass,velocity\n \"x\",2,3\r\n", opts: Options{Quotes: QuotesLazy}, out: "a,mass,velocity,momentum\n \"x\",2,3,6\n", rowsIn: 1},
+	{name: "LazyQuoteCR", in: "a,mass,velocity\n\"x\"\ry\",2,3\n", opts: Options{Quotes: QuotesLazy}, out: "a,mass,velocity,momentum\n\"x\"\ry\",2,3,6\n", rowsIn: 1},
+	{name: "LazyHeader", in: "n\"ote,mass,\"velo\"city\"\n1,2,3\n", opts: Options{Quotes: QuotesLazy, VelocityColumn: `velo"city`}, out: "n\"ote,mass,\"velo\"city\",momentum\n1,2,3,6\n", rowsIn: 1},
+	{name: "LazyQuotedNumber", in: "mass,velocity\n\"2\",\"3\"\n", opts: Options{Quotes: QuotesLazy}, out: "mass,velocity,momentum\n\"2\",\"3\",6\n", rowsIn: 1},
+	{name: "LazyQuoteInNumber", in: "mass,velocity\n2\",3\n", opts: Options{Quotes: QuotesLazy}, err: ErrNotNumber, line: 2, column: "mass"},
+	{name: "LazyQuoteInQuotedNumber", in: "mass,velocity\n1,\"2\"5\"\n", opts: Options{Quotes: QuotesLazy}, err: ErrNotNumber, line: 2, column: "velocity"},
+	{name: "LazyUnterminated", in: "mass,velocity,a\n1,2,\"ab\"c\n3,4,5\n", opts: Options{Quotes: QuotesLazy}, err: ErrUnterminatedQuote, line: 2, column: "a", noCheck: true},
+	{name: "LazyFieldCount", in: "mass,velocity,a\n1,2, \"b,c\"\n", opts: Options{Quotes: QuotesLazy}, err: ErrFieldCount, line: 2},
 	{name: "RecordTooLarge", in: "mass,velocity,a\n1,2,0123456789012345678901234567890123456789\n", opts: Options{MaxRecordBytes: 20}, err: ErrRecordTooLarge, line: 2},
 	{name: "HeaderTooLarge", in: "mass,velocity,a0123456789012345678901234567890123456789\n", opts: Options{MaxRecordBytes: 20}, err: ErrRecordTooLarge, line: 1},
 }
@@ -247,13 +260,16 @@ func TestSkipModeQuoteErrors(t *testing.T) {
 // alone, whatever the reader and the workers.
 func TestQuoteErrorsAcrossChunks(t *testing.T) {
 	rows := []string{`1,"4"x,5"`, `2, "a`, `3,2,3"`, `4,"1` + "\n" + `2"z,3`, "5,2,\"x\ny\"", `6,7,8`, `7,"2"` + "\r" + `8",1`, `8,"",""`}
-	for _, quotes := range []string{"strict"} {
-		o := Options{OnError: OnErrorSkip, Rejects: io.Discard}
+	for _, quotes := range []QuoteMode{QuotesStrict, QuotesLazy} {
+		o := Options{OnError: OnErrorSkip, Rejects: io.Discard, Quotes: quotes}
 		var in, want bytes.Buffer
 		in.WriteString("id,mass,velocity\n")
 		var wantSt Stats
 		for i := range 150000 {
 			row := rows[i%len(rows)]
+			if quotes == QuotesLazy && (i%len(rows) == 1 || i%len(rows) == 3) {
+				row = rows[5] // these stay open in lazy mode
+			}
 			in.WriteString(row + "\n")
 			if i < len(rows) {
 				var out bytes.Buffer
