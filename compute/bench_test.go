@@ -125,3 +125,30 @@ func BenchmarkTransformShards(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFindBoundary is one shard's search for its first record, in
+// the middle of a 70 MB input: quote-free, where the reading inside
+// quotes dies only at MaxRecordBytes, and quoted, in each mode.
+func BenchmarkFindBoundary(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		in   []byte
+		o    Options
+	}{
+		{"plain", shardBenchInput(), Options{}},
+		{"quoted", quotedBenchInput(1_500_000), Options{}},
+		{"quoted-skip", quotedBenchInput(1_500_000), Options{OnError: OnErrorSkip}},
+		{"quoted-lazy", quotedBenchInput(1_500_000), Options{Quotes: QuotesLazy}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			o, _ := c.o.withDefaults()
+			ra := bytes.NewReader(c.in)
+			dataStart := int64(bytes.IndexByte(c.in, '\n') + 1)
+			for b.Loop() {
+				if _, err := findBoundary(context.Background(), ra, int64(len(c.in)), dataStart, int64(len(c.in)/2), o); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
