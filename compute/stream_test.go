@@ -153,9 +153,16 @@ func TestUnterminatedQuoteInHugeInput(t *testing.T) {
 			t.Fatalf("stopped reading %d bytes before the end", r.n)
 		}
 	}
-	// A quote that does close, but too late, is a record too large.
-	r := io.MultiReader(strings.NewReader("mass,velocity,note\n1,2,\""), &endless{fill: 'y', n: 3 << 20}, strings.NewReader("\"\n"))
+	// After a byte order mark, the header's first field can be quoted.
+	r := &endless{prefix: []byte("\xEF\xBB\xBF\"mass,velocity\n"), fill: 'x', n: 4 << 20}
 	_, err := Transform(context.Background(), io.Discard, r, Options{MaxRecordBytes: 1 << 20})
+	var perr *ParseError
+	if !errors.As(err, &perr) || !errors.Is(err, ErrUnterminatedQuote) || perr.Line != 1 || perr.Column != "1" {
+		t.Fatalf("err = %v, want an unterminated quote at line 1, column 1", err)
+	}
+	// A quote that does close, but too late, is a record too large.
+	mr := io.MultiReader(strings.NewReader("mass,velocity,note\n1,2,\""), &endless{fill: 'y', n: 3 << 20}, strings.NewReader("\"\n"))
+	_, err = Transform(context.Background(), io.Discard, mr, Options{MaxRecordBytes: 1 << 20})
 	if !errors.Is(err, ErrRecordTooLarge) {
 		t.Fatalf("err = %v, want record too large", err)
 	}

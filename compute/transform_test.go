@@ -37,6 +37,7 @@ var transformTests = []struct {
 	{name: "BlankLinesCountForErrors", in: "\nmass,velocity\n\n2,x\n", err: ErrNotNumber, line: 4, column: "velocity", rowsIn: 0},
 	{name: "HeaderOnly", in: "mass,velocity\n", out: "mass,velocity,momentum\n"},
 	{name: "BOM", in: "\xEF\xBB\xBFmass,velocity\n2,3\n", out: "mass,velocity,momentum\n2,3,6\n", rowsIn: 1},
+	{name: "BOMQuotedHeader", in: "\xEF\xBB\xBF\"mass\",\"velo\ncity\"\n2,3\n", opts: Options{VelocityColumn: "velo\ncity"}, out: "\"mass\",\"velo\ncity\",momentum\n2,3,6\n", rowsIn: 1},
 	{name: "CaseAndBlanks", in: " MASS\t,\tVelocity \n2,3\n", out: " MASS\t,\tVelocity ,momentum\n2,3,6\n", rowsIn: 1},
 	{name: "QuotedHeader", in: "\"mass\",\"velo\"\"city\"\n2,3\n", opts: Options{VelocityColumn: `velo"city`}, out: "\"mass\",\"velo\"\"city\",momentum\n2,3,6\n", rowsIn: 1},
 	{name: "LookAlikesDoNotMatch", in: "maſs,velocity\n2,3\n", err: ErrMissingColumn, line: 1},
