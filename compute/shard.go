@@ -433,29 +433,25 @@ func searchBoundary(ctx context.Context, r io.ReaderAt, size, dataStart, off, be
 	var hyps []hypothesis
 	if start == dataStart {
 		hyps = []hypothesis{{sc: newScanner(o), boundary: -1}}
-	} else {
-		// The states possible at start, from the two bytes before it.
-		var b2 [2]byte
-		from := max(start-2, 0)
-		before := b2[2-(start-from):]
-		if m, err := r.ReadAt(before, from); m < len(before) {
-			if err == nil || err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, false, err
-		}
-		for _, st := range []qstate{qOut, qIn, qQuote, qQuoteCR} {
-			if st == qQuote && b2[1] != '"' || st == qQuoteCR && (b2[1] != '\r' || b2[0] != '"') {
-				continue
-			}
-			sc := newScanner(o)
-			sc.state, sc.prev = st, b2[1]
-			hyps = append(hyps, hypothesis{sc: sc, boundary: -1})
-		}
 	}
-	pos, end := start, min(size, off+window)
+	// The reading starts with the two bytes before start, which say what
+	// states are possible there.
+	pos, end := max(start-2, dataStart), min(size, off+window)
 	found, decided := int64(0), false
-	err := scanRange(ctx, r, start, end, func(b []byte) bool {
+	err := scanRange(ctx, r, pos, end, func(b []byte) bool {
+		if hyps == nil {
+			var b2 [2]byte
+			copy(b2[2-(start-pos):], b[:start-pos])
+			b, pos = b[start-pos:], start
+			for _, st := range []qstate{qOut, qIn, qQuote, qQuoteCR} {
+				if st == qQuote && b2[1] != '"' || st == qQuoteCR && (b2[1] != '\r' || b2[0] != '"') {
+					continue
+				}
+				sc := newScanner(o)
+				sc.state, sc.prev = st, b2[1]
+				hyps = append(hyps, hypothesis{sc: sc, boundary: -1})
+			}
+		}
 		for i := range hyps {
 			hyps[i].read(b, pos, off, limit, quoteKills)
 		}
