@@ -127,7 +127,7 @@ func runShards(in []byte, n int, o Options) []shardRun {
 // counts add up and the byte ranges tile the input.
 func TestShardsConcatenate(t *testing.T) {
 	smallScanBlocks(t)
-	smallSearch(t)
+	restoreSearchBehind(t)
 	trials := 30
 	if testing.Short() {
 		trials = 10
@@ -203,7 +203,7 @@ func firstDiff(a, b []byte) int {
 // a shard fails whenever the single run does.
 func TestShardsReportTheFirstError(t *testing.T) {
 	smallScanBlocks(t)
-	smallSearch(t)
+	restoreSearchBehind(t)
 	breaks := []func(r *rand.Rand, in []byte) []byte{
 		func(r *rand.Rand, in []byte) []byte { // a bad value
 			i := bytes.LastIndex(in[:r.IntN(len(in))], []byte(",")) + 1
@@ -266,7 +266,7 @@ func TestShardsReportTheFirstError(t *testing.T) {
 // TestFindBoundary checks the boundary search at every offset of random
 // inputs against reading everything before the offset, in every mode.
 func TestFindBoundary(t *testing.T) {
-	smallSearch(t)
+	restoreSearchBehind(t)
 	for trial := range 24 {
 		r := rand.New(rand.NewPCG(uint64(trial), 3))
 		large := 500 + r.IntN(1000)
@@ -419,7 +419,7 @@ func TestShardMisjudgedBoundary(t *testing.T) {
 		"more\",z\n" +
 		"10,20,n\n")
 	o := Options{MaxRecordBytes: 100}
-	smallSearch(t)
+	restoreSearchBehind(t)
 	searchBehind = 1
 	_, want := Transform(context.Background(), io.Discard, bytes.NewReader(in), o)
 	if want == nil || !strings.Contains(want.Error(), "line 7") {
@@ -495,9 +495,9 @@ func FuzzShards(f *testing.F) {
 	})
 }
 
-// smallSearch lets a test set searchBehind, which small inputs need for
-// the boundary search to start after their header.
-func smallSearch(t *testing.T) {
+// restoreSearchBehind lets a test set searchBehind, which small inputs
+// need for the boundary search to start after their header.
+func restoreSearchBehind(t *testing.T) {
 	old := searchBehind
 	t.Cleanup(func() { searchBehind = old })
 }
