@@ -7,8 +7,10 @@ import (
 	"unicode/utf8"
 )
 
-// Value errors: a row whose mass or velocity is not acceptable. In
-// OnErrorSkip mode such a row goes to the rejects and the run goes on.
+// Row errors: a row whose mass or velocity is not acceptable, whose
+// fields are too few or too many, or whose quoting is invalid (strict
+// mode). In OnErrorSkip mode such a row goes to the rejects and the run
+// goes on.
 var (
 	ErrEmpty        = errors.New("empty value")
 	ErrNotNumber    = errors.New("not a decimal number")
@@ -21,6 +23,8 @@ var (
 	ErrOverflow     = errors.New("momentum overflows float64")
 	ErrNegativeMass = errors.New("negative mass")
 	ErrFieldCount   = errors.New("wrong number of fields")
+	ErrBareQuote    = errors.New(`bare " in unquoted field`)
+	ErrQuote        = errors.New(`extraneous character after closing "`)
 )
 
 // Structural errors: the file as a whole cannot be read as intended. They
@@ -31,17 +35,17 @@ var (
 	ErrMissingColumn     = errors.New("missing column")
 	ErrDuplicateColumn   = errors.New("duplicate column")
 	ErrAlreadyProcessed  = errors.New("input already has a momentum column (already processed?)")
-	ErrBareQuote         = errors.New(`bare " in unquoted field`)
-	ErrQuote             = errors.New(`extraneous character after closing "`)
 	ErrUnterminatedQuote = errors.New(`quoted field never closed`)
 	ErrRecordTooLarge    = errors.New("record too large")
 )
 
 // IsStructural reports whether err is a structural error, one that ends a
-// run even in OnErrorSkip mode.
+// run even in OnErrorSkip mode. A quoting error in the first record ends
+// it too, as that record decides the layout, but is a row error anywhere
+// else.
 func IsStructural(err error) bool {
 	for _, s := range []error{ErrEmptyInput, ErrUTF16, ErrMissingColumn, ErrDuplicateColumn,
-		ErrAlreadyProcessed, ErrBareQuote, ErrQuote, ErrUnterminatedQuote, ErrRecordTooLarge} {
+		ErrAlreadyProcessed, ErrUnterminatedQuote, ErrRecordTooLarge} {
 		if errors.Is(err, s) {
 			return true
 		}

@@ -23,6 +23,8 @@ var goldenCases = []struct {
 	{"demo", "demo.csv", Options{}},
 	{"demo-decimals3", "demo.csv", Options{FixedDecimals: true, Decimals: 3}},
 	{"semicolon", "semicolon.csv", Options{Delimiter: ';', MassColumn: "MASSE", VelocityColumn: "geschwindigkeit"}},
+	{"lazy-quotes", "lazy-quotes.csv", Options{Quotes: QuotesLazy}},
+	{"lazy-quotes-strict", "lazy-quotes.csv", Options{}},
 	{"bad-value", "bad/value.csv", Options{}},
 	{"bad-negative-mass", "bad/negative-mass.csv", Options{}},
 	{"bad-field-count", "bad/field-count.csv", Options{}},

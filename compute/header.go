@@ -6,38 +6,53 @@ import (
 )
 
 // splitRecord parses the record at in[i:] into unescaped fields. It is for
-// the one header record; data records take the faster path in process.
-// It returns the fields, where the record's content ends (before its line
-// break), where the next record starts, and the '\n' bytes it spans.
-func splitRecord(in []byte, i int, delim byte) (fields [][]byte, recEnd, next int, lines int64, perr *ParseError) {
+// the first record; data records take the faster path in process. It
+// reads by the same grammar (see scanner) and returns the fields, where
+// the record's content ends (before its line break), where the next
+// record starts, the '\n' bytes it spans, and the record's first quoting
+// error (strict mode), if any; perr is an unterminated quote.
+func splitRecord(in []byte, i int, delim byte, lazy bool) (fields [][]byte, recEnd, next int, lines int64, qerr, perr *ParseError) {
 	n := len(in)
 	recEnd = -1
 	for {
 		col := len(fields)
 		var f []byte
+		fs := -1 // where the field's unquoted text starts, if it has any
 		if i < n && in[i] == '"' {
 			open := lines
 			j := i + 1
+			bad := false
 			for {
 				q := bytes.IndexByte(in[j:], '"')
 				if q < 0 {
-					return nil, 0, 0, 0, &ParseError{Line: open, Column: columnLabel(nil, col), Err: ErrUnterminatedQuote}
+					return nil, 0, 0, 0, nil, &ParseError{Line: open, Column: columnLabel(nil, col), Err: ErrUnterminatedQuote}
 				}
 				f = append(f, in[j:j+q]...)
 				j += q
-				if j+1 < n && in[j+1] == '"' {
+				k := j + 1 // the byte after the quote
+				if k < n && in[k] == '"' {
 					f = append(f, '"')
 					j += 2
 					continue
 				}
-				break
+				if k == n || in[k] == delim || in[k] == '\n' || in[k] == '\r' && (k+1 == n || in[k+1] == '\n') {
+					break
+				}
+				if !lazy {
+					bad = true
+					break
+				}
+				f = append(f, '"') // the quote is data
+				j = k
 			}
 			lines += int64(bytes.Count(in[i+1:j], nl))
 			i = j + 1
-			if i < n && in[i] != delim && in[i] != '\n' {
-				if in[i] != '\r' || (i+1 < n && in[i+1] != '\n') {
-					return nil, 0, 0, 0, &ParseError{Line: lines, Column: columnLabel(nil, col), Err: ErrQuote}
+			if bad {
+				if qerr == nil {
+					qerr = &ParseError{Line: lines, Column: columnLabel(nil, col), Err: ErrQuote}
 				}
+				fs = i // the field goes on unquoted
+			} else if i < n && in[i] == '\r' {
 				recEnd = i
 				i++
 			}
@@ -45,17 +60,24 @@ func splitRecord(in []byte, i int, delim byte) (fields [][]byte, recEnd, next in
 				f = []byte{}
 			}
 		} else {
-			fs := i
-			for i < n && in[i] != delim && in[i] != '\n' && in[i] != '"' {
+			fs = i
+		}
+		if fs >= 0 {
+			for i < n && in[i] != delim && in[i] != '\n' {
+				if in[i] == '"' && !lazy && qerr == nil {
+					qerr = &ParseError{Line: lines, Column: columnLabel(nil, col), Err: ErrBareQuote}
+				}
 				i++
 			}
-			if i < n && in[i] == '"' {
-				return nil, 0, 0, 0, &ParseError{Line: lines, Column: columnLabel(nil, col), Err: ErrBareQuote}
-			}
-			f = in[fs:i]
+			text := in[fs:i]
 			if (i == n || in[i] == '\n') && i > fs && in[i-1] == '\r' {
-				f = f[:len(f)-1]
+				text = text[:len(text)-1]
 				recEnd = i - 1
+			}
+			if f == nil {
+				f = text
+			} else {
+				f = append(f, text...)
 			}
 		}
 		fields = append(fields, f)
@@ -70,7 +92,7 @@ func splitRecord(in []byte, i int, delim byte) (fields [][]byte, recEnd, next in
 			i++
 			lines++
 		}
-		return fields, recEnd, i, lines, nil
+		return fields, recEnd, i, lines, qerr, nil
 	}
 }
 

@@ -59,6 +59,44 @@ func ParseDelimiter(s string) (byte, error) {
 	return s[0], nil
 }
 
+// QuoteMode says how quotes that RFC 4180 does not allow are read. Both
+// modes read valid CSV alike, and both find a record's end by the same
+// rules outside quoted fields (see Transform).
+type QuoteMode int
+
+const (
+	// QuotesStrict reads RFC 4180 quoting: a '"' in an unquoted field (a
+	// bare quote, as in 5'10" or in a field that starts with a space
+	// before its quote) or text after a closing quote ("ab"c) makes the
+	// row bad. The field goes on unquoted to the next delimiter or line
+	// break, where the next field or record starts.
+	QuotesStrict QuoteMode = iota
+	// QuotesLazy reads quotes as encoding/csv's LazyQuotes does: a '"' in
+	// an unquoted field is data, and so is a '"' in a quoted field that is
+	// not followed by a delimiter or a line break (the field stays
+	// quoted). Fields pass through with their bytes as in strict mode.
+	QuotesLazy
+)
+
+// ParseQuoteMode reads a quote mode as flags and query parameters spell
+// it: strict or lazy.
+func ParseQuoteMode(s string) (QuoteMode, error) {
+	switch s {
+	case "strict":
+		return QuotesStrict, nil
+	case "lazy":
+		return QuotesLazy, nil
+	}
+	return QuotesStrict, errors.New("want strict or lazy")
+}
+
+func (m QuoteMode) String() string {
+	if m == QuotesLazy {
+		return "lazy"
+	}
+	return "strict"
+}
+
 // ErrorMode says what a bad row does to the run.
 type ErrorMode int
 
@@ -91,7 +129,8 @@ type Options struct {
 	VelocityColumn string // header name of the velocity column; default "velocity"
 	MomentumColumn string // name of the added column; default "momentum"
 	Header         HeaderMode
-	Delimiter      byte // field separator; default ','
+	Delimiter      byte      // field separator; default ','
+	Quotes         QuoteMode // how quotes RFC 4180 does not allow are read
 	// FixedDecimals prints momentum with Decimals fixed decimals (0..100)
 	// instead of the shortest form that parses back to the same float64.
 	FixedDecimals  bool
@@ -131,6 +170,9 @@ func (o Options) withDefaults() (Options, error) {
 	switch o.Delimiter {
 	case '"', '\r', '\n':
 		return o, fmt.Errorf("compute: invalid delimiter %q", o.Delimiter)
+	}
+	if o.Quotes != QuotesStrict && o.Quotes != QuotesLazy {
+		return o, fmt.Errorf("compute: invalid quote mode %d", o.Quotes)
 	}
 	if o.FixedDecimals && (o.Decimals < 0 || o.Decimals > 100) {
 		return o, fmt.Errorf("compute: decimals %d out of range 0..100", o.Decimals)

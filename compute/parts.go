@@ -79,6 +79,9 @@ func (o Options) settings() string {
 	if o.FixedDecimals {
 		fmt.Fprintf(&b, " decimals=%d", o.Decimals)
 	}
+	if o.Quotes != QuotesStrict {
+		fmt.Fprintf(&b, " quotes=%v", o.Quotes)
+	}
 	fmt.Fprintf(&b, " on-error=%v max-record=%d", o.OnError, o.MaxRecordBytes)
 	return b.String()
 }

@@ -19,6 +19,7 @@ type rowSpec struct {
 	fixed         bool
 	decimals      int
 	skip          bool
+	lazy          bool // quotes are read as encoding/csv's LazyQuotes reads them
 	maxRecord     int
 	stop          [256]bool // bytes that end an unquoted run: delimiter, '\n', '"'
 	delimWord     uint64    // the delimiter in every byte of a word
@@ -31,6 +32,7 @@ func newRowSpec(o Options) *rowSpec {
 		fixed:     o.FixedDecimals,
 		decimals:  o.Decimals,
 		skip:      o.OnError == OnErrorSkip,
+		lazy:      o.Quotes == QuotesLazy,
 		maxRecord: o.MaxRecordBytes,
 	}
 	s.stop[o.Delimiter] = true
@@ -87,15 +89,19 @@ type chunkResult struct {
 
 	// Set only when processing a partial chunk (see process).
 	incomplete    bool
-	openQuoteLine int64  // relative line of an open quoted field, or -1
+	openQuoteLine int64  // relative line of a quoted field the chunk ends in, or -1
 	openQuoteCol  string // that field's column
-	quoteAtEnd    bool   // in that field, the chunk ends with a '"' that may close it
 }
 
 // process turns the whole records in in into output rows appended to
 // res.out. A chunk normally ends just after a record's '\n' or at the end
 // of input; with partial set it may end inside its last record, which is
 // then only checked for structure and reported through res.incomplete.
+//
+// Records are read by the grammar the splitter follows (see scanner). A
+// quoting error makes its row bad, like a bad value: in fail mode the run
+// ends there; in skip mode the row is rejected with the first such error
+// in it, and reading goes on at the end of its record.
 func (s *rowSpec) process(in []byte, partial bool, res *chunkResult) {
 	out := res.out[:0]
 	n := len(in)
@@ -123,13 +129,17 @@ func (s *rowSpec) process(in []byte, partial bool, res *chunkResult) {
 		field := 0
 		var mv, vv []byte
 		var mLine, vLine int64
+		var qerr *ParseError // the record's first quoting error
 		recEnd := -1
 		for {
 			fieldLine := line
 			var content []byte
+			fs := -1 // where the field's unquoted text starts, if it has any
 			if i < n && in[i] == '"' {
-				// Quoted field: find the closing quote, skipping "" pairs.
+				// Quoted field: find the quote that closes it, skipping ""
+				// pairs (and, in lazy mode, quotes followed by text).
 				j := i + 1
+				bad := false
 				for {
 					q := bytes.IndexByte(in[j:], '"')
 					if q < 0 {
@@ -138,54 +148,79 @@ func (s *rowSpec) process(in []byte, partial bool, res *chunkResult) {
 						} else {
 							res.err = &ParseError{Line: fieldLine, Column: s.label(field), Err: ErrUnterminatedQuote}
 						}
-						res.out = out
-						res.lines = line
-						return
-					}
-					j += q
-					if j+1 < n && in[j+1] == '"' {
-						j += 2
-						continue
-					}
-					if j+1 == n && partial {
-						res.incomplete, res.openQuoteLine, res.quoteAtEnd = true, fieldLine, true
-						res.openQuoteCol = s.label(field)
 						res.out, res.lines = out, line
 						return
 					}
+					j += q
+					k := j + 1 // the byte after the quote
+					if k < n && in[k] == '"' {
+						j += 2
+						continue
+					}
+					if k == n || k+1 == n && in[k] == '\r' {
+						if partial { // the next byte decides
+							res.incomplete, res.openQuoteLine, res.openQuoteCol = true, fieldLine, s.label(field)
+							res.out, res.lines = out, line
+							return
+						}
+						break // a quote at the end of input closes the field
+					}
+					if c := in[k]; c == s.delim || c == '\n' || c == '\r' && in[k+1] == '\n' {
+						break
+					}
+					if s.lazy {
+						j = k // the quote is data
+						continue
+					}
+					bad = true
 					break
 				}
 				content = in[i+1 : j]
 				line += int64(bytes.Count(content, nl))
 				i = j + 1
-				if i < n && in[i] != s.delim && in[i] != '\n' {
-					if in[i] == '\r' && (i+1 < n && in[i+1] == '\n' || i+1 == n && !partial) {
-						recEnd = i
-						i++
-					} else if in[i] == '\r' && i+1 == n && partial {
-						res.incomplete, res.openQuoteLine = true, -1
-						res.out, res.lines = out, line
-						return
-					} else {
-						res.err = &ParseError{Line: line, Column: s.label(field), Err: ErrQuote}
+				if bad {
+					if qerr == nil {
+						qerr = &ParseError{Line: line, Column: s.label(field), Err: ErrQuote}
+						if !s.skip {
+							res.err = qerr
+							res.out, res.lines = out, line
+							return
+						}
+					}
+					fs = i // the field goes on unquoted
+				} else if i < n && in[i] == '\r' {
+					recEnd = i // "\r\n", or '\r' at the end of input
+					i++
+				}
+			} else {
+				fs = i
+			}
+			if fs >= 0 {
+				// Unquoted text, to the next delimiter or '\n'; a '"' in it
+				// is a bare quote.
+				i = s.skipUnquoted(in, fs)
+				bare := false
+				for i < n && in[i] == '"' {
+					bare = true
+					i = s.skipUnquoted(in, i+1)
+				}
+				if bare && !s.lazy && qerr == nil {
+					qerr = &ParseError{Line: line, Column: s.label(field), Err: ErrBareQuote}
+					if !s.skip {
+						res.err = qerr
 						res.out, res.lines = out, line
 						return
 					}
 				}
-			} else {
-				fs := i
-				i = s.skipUnquoted(in, i)
-				if i < n && in[i] == '"' {
-					res.err = &ParseError{Line: line, Column: s.label(field), Err: ErrBareQuote}
-					res.out, res.lines = out, line
-					return
-				}
-				content = in[fs:i]
+				text := in[fs:i]
 				// A '\r' before '\n' ends the line; so does one at the very
 				// end of input, as in encoding/csv. Elsewhere it is data.
 				if (i < n && in[i] == '\n' || i == n && !partial) && i > fs && in[i-1] == '\r' {
-					content = content[:len(content)-1]
+					text = text[:len(text)-1]
 					recEnd = i - 1
+				}
+				if content == nil { // not the rest of a broken quoted field
+					content = text
 				}
 			}
 			switch field {
@@ -223,8 +258,10 @@ func (s *rowSpec) process(in []byte, partial bool, res *chunkResult) {
 			return
 		}
 		res.rowsIn++
-		var perr *ParseError
-		if field+1 != s.fields {
+		perr := qerr
+		if perr != nil {
+			// The quoting error is the row's.
+		} else if field+1 != s.fields {
 			perr = &ParseError{Line: recLine, Err: fmt.Errorf("%w: got %d, want %d", ErrFieldCount, field+1, s.fields)}
 		} else {
 			m, mm, me, merr := parseDecimal(mv)

@@ -81,13 +81,16 @@ type ShardStats struct {
 // rejects are those of the whole input.
 //
 // Quoted fields may hold newlines, so a newline found at an arbitrary
-// offset need not end a record. A shard's first record boundary is found
-// by reading ahead under both hypotheses (inside or outside quotes) until
-// the CSV rules rule one out; when neither is ruled out within twice
-// MaxRecordBytes, the quote parity of everything before the offset
-// decides. The shard before checks the boundary as it reaches it, so a
-// misjudged boundary, possible only in invalid input, fails the run
-// rather than splitting or repeating a record.
+// offset need not end a record. A shard's first record boundary is the
+// one a single run finds, by the grammar its splitter follows (see
+// scanner): it is found by reading from a little before the offset under
+// every quote state possible there, until the readings agree on the first
+// record start at or after it (see findBoundary); when they do not within
+// twice MaxRecordBytes, reading everything before the offset decides.
+// The shard before follows the grammar through its own bytes and checks
+// that its end is a record start, so a misjudged boundary, possible only
+// in input a single run fails on, fails the run rather than splitting or
+// repeating a record.
 func TransformShard(ctx context.Context, w io.Writer, r io.ReaderAt, size int64, s Shard, o Options) (ShardStats, error) {
 	if err := s.Check(); err != nil {
 		return ShardStats{}, fmt.Errorf("compute: %w", err)
@@ -98,27 +101,23 @@ func TransformShard(ctx context.Context, w io.Writer, r io.ReaderAt, size int64,
 	}
 
 	// The header, read from the start, decides the layout for every shard.
-	var head bytes.Buffer
-	h := &transform{o: o, w: &head, sp: newSplitter(io.NewSectionReader(r, 0, size), o.MaxRecordBytes), spec: newRowSpec(o), line: 1}
-	h.spec.mass, h.spec.vel = -1, -1
-	h.sp.spec = h.spec
-	chunk, next, err := h.header(ctx)
+	h, dataStart, err := shardHeader(ctx, r, size, o)
 	if err != nil {
 		return ShardStats{}, err
 	}
-	dataStart := h.sp.bytesIn - int64(len(h.sp.pending)) - int64(len(chunk)) + int64(next)
+	head := h.w.(*bytes.Buffer)
 
 	var st ShardStats
 	st.Header = h.stats.Header
 	nomStart, nomEnd := s.Nominal(size)
 	st.Start, st.End = dataStart, size
 	if s.Index > 0 {
-		if st.Start, err = findBoundary(ctx, r, size, max(nomStart, dataStart), o); err != nil {
+		if st.Start, err = findBoundary(ctx, r, size, dataStart, nomStart, o); err != nil {
 			return st, err
 		}
 	}
 	if s.Index < s.Count-1 {
-		if st.End, err = findBoundary(ctx, r, size, max(nomEnd, dataStart), o); err != nil {
+		if st.End, err = findBoundary(ctx, r, size, dataStart, nomEnd, o); err != nil {
 			return st, err
 		}
 	}
@@ -128,7 +127,7 @@ func TransformShard(ctx context.Context, w io.Writer, r io.ReaderAt, size int64,
 	st.End = max(st.End, st.Start)
 
 	t := &transform{o: o, w: w, spec: h.spec, line: 1}
-	sr := &shardReader{r: r, off: st.Start, end: st.End, size: size, misjudged: misjudged}
+	sr := &shardReader{r: r, off: st.Start, end: st.End, size: size, sc: newScanner(o), misjudged: misjudged}
 	if ro, ok := r.(rangeOpener); ok && st.End > st.Start {
 		// The shard's own bytes, the bulk of its reading, in one stream.
 		rc, err := ro.openRange(st.Start, st.End)
@@ -140,13 +139,13 @@ func TransformShard(ctx context.Context, w io.Writer, r io.ReaderAt, size int64,
 			sr.stream, sr.streamEnd = rc, st.End
 		}
 	}
-	t.sp = newSplitter(sr, o.MaxRecordBytes)
+	t.sp = newSplitter(sr, o)
 	t.sp.spec = t.spec
 	// Shards after the first learn their first line number, and the quote
-	// parity at their nominal start, only when an error or a reject needs
+	// state at their nominal start, only when an error or a reject needs
 	// them: that means reading everything before the shard.
 	from := max(nomStart, dataStart)
-	pre := &prefix{r: r, at: max(from-1, 0), end: st.Start}
+	pre := &prefix{r: r, o: o, dataStart: dataStart, at: from, end: st.Start}
 	if s.Index == 0 {
 		t.line = h.line
 		if err := t.write(head.Bytes()); err != nil {
@@ -187,42 +186,61 @@ func TransformShard(ctx context.Context, w io.Writer, r io.ReaderAt, size int64,
 	// A shard's start is misjudged only in input that is invalid just
 	// after its nominal start, and then its own errors may be artefacts:
 	// report the first error met from the true boundary instead.
-	exact, xerr := exactBoundaryFrom(ctx, r, size, from, pre.oddAt)
+	exact, xerr := boundaryFrom(ctx, r, size, from, pre.sc)
 	if xerr != nil || exact == st.Start {
 		return st, err
 	}
-	return st, revalidate(ctx, r, size, dataStart, pre, t.spec, o, err)
+	return st, revalidate(ctx, r, size, pre, t.spec, o, err)
+}
+
+// shardHeader reads the input's first record, as a single run does, and
+// returns the transform that read it, with the layout in its spec and the
+// output header in its writer (a *bytes.Buffer), and where the data
+// records start.
+func shardHeader(ctx context.Context, r io.ReaderAt, size int64, o Options) (*transform, int64, error) {
+	h := &transform{o: o, w: &bytes.Buffer{}, sp: newSplitter(io.NewSectionReader(r, 0, size), o), spec: newRowSpec(o), line: 1}
+	h.spec.mass, h.spec.vel = -1, -1
+	h.sp.spec, h.sp.bom = h.spec, true
+	chunk, next, err := h.header(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	return h, h.sp.bytesIn - int64(len(h.sp.pending)) - int64(len(chunk)) + int64(next), nil
 }
 
 // prefix reads the bytes before a shard, once, for its line count, the
-// quote parity at its nominal start and the last record boundary before.
+// quote state at its nominal start and the last record start before.
 type prefix struct {
-	r          io.ReaderAt
-	at, end    int64 // parity before at, lines before end; at <= end
-	done       bool
-	err        error
-	oddAt      bool  // an odd number of '"' before at
-	linesAt    int64 // '\n' bytes before at
-	linesAtEnd int64 // '\n' bytes before end
-	lastStart  int64 // the last record start before at: after a '\n' outside quotes; -1 if none
-	linesLast  int64 // '\n' bytes before lastStart
+	r                  io.ReaderAt
+	o                  Options
+	dataStart, at, end int64 // the state at at, lines before end; dataStart <= at <= end
+	done               bool
+	err                error
+	sc                 scanner // the grammar's state at at
+	linesAtEnd         int64   // '\n' bytes before end
+	lastStart          int64   // the last record start at or before at
+	linesLast          int64   // '\n' bytes before lastStart
 }
 
 func (p *prefix) read(ctx context.Context) error {
 	if p.done {
 		return p.err
 	}
-	p.done, p.lastStart = true, -1
-	pos := int64(0)
-	p.err = scanRangeParallel(ctx, p.r, 0, p.at, func(b []byte) {
-		last, odd := scanBoundary(b, 0, p.oddAt, -1)
-		if last >= 0 {
-			p.lastStart, p.linesLast = pos+int64(last)+1, p.linesAt+int64(bytes.Count(b[:last+1], nl))
+	p.done, p.sc, p.lastStart = true, newScanner(p.o), p.dataStart
+	if p.err = scanRangeParallel(ctx, p.r, 0, p.dataStart, func(b []byte) {
+		p.linesLast += int64(bytes.Count(b, nl))
+	}); p.err != nil {
+		return p.err
+	}
+	lines, pos := p.linesLast, p.dataStart
+	p.err = scanRangeParallel(ctx, p.r, p.dataStart, p.at, func(b []byte) {
+		if last := p.sc.scan(b); last >= 0 {
+			p.lastStart, p.linesLast = pos+int64(last)+1, lines+int64(bytes.Count(b[:last+1], nl))
 		}
-		p.linesAt += int64(bytes.Count(b, nl))
-		p.oddAt, pos = odd, pos+int64(len(b))
+		lines += int64(bytes.Count(b, nl))
+		pos += int64(len(b))
 	})
-	p.linesAtEnd = p.linesAt
+	p.linesAtEnd = lines
 	if p.err == nil {
 		p.err = scanRange(ctx, p.r, p.at, p.end, func(b []byte) bool {
 			p.linesAtEnd += int64(bytes.Count(b, nl))
@@ -232,22 +250,13 @@ func (p *prefix) read(ctx context.Context) error {
 	return p.err
 }
 
-// revalidate parses in the true quote state from the record that spans
-// the shard's nominal start, as the shard before does, and returns the
-// first error it meets; err when there is none.
-func revalidate(ctx context.Context, r io.ReaderAt, size, dataStart int64, pre *prefix, spec *rowSpec, o Options, err error) error {
-	start, lines := pre.lastStart, pre.linesLast
-	if start < dataStart {
-		start, lines = dataStart, 0
-		if serr := scanRange(ctx, r, 0, dataStart, func(b []byte) bool {
-			lines += int64(bytes.Count(b, nl))
-			return true
-		}); serr != nil {
-			return err
-		}
-	}
+// revalidate parses from the record that spans the shard's nominal start,
+// as the shard before does, and returns the first error it meets; err
+// when there is none.
+func revalidate(ctx context.Context, r io.ReaderAt, size int64, pre *prefix, spec *rowSpec, o Options, err error) error {
+	start := pre.lastStart
 	t := &transform{o: o, w: io.Discard, spec: spec, line: 1}
-	t.sp = newSplitter(io.NewSectionReader(r, start, size-start), o.MaxRecordBytes)
+	t.sp = newSplitter(io.NewSectionReader(r, start, size-start), o)
 	t.sp.spec = spec
 	if o.OnError == OnErrorSkip {
 		t.rejects = csv.NewWriter(io.Discard)
@@ -257,14 +266,14 @@ func revalidate(ctx context.Context, r io.ReaderAt, size, dataStart int64, pre *
 	if !errors.As(verr, &perr) {
 		return err
 	}
-	perr.Line += lines
+	perr.Line += pre.linesLast
 	return verr
 }
 
 // scanRange passes the bytes [from, to) of r to f in blocks, while f
 // returns true.
 func scanRange(ctx context.Context, r io.ReaderAt, from, to int64, f func([]byte) bool) error {
-	buf := make([]byte, 256<<10)
+	buf := make([]byte, min(256<<10, max(to-from, 0)))
 	for from < to {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -360,23 +369,23 @@ type rangeOpener interface {
 }
 
 // shardReader reads a shard's bytes [off, end) of r, or of stream up to
-// streamEnd. Their quote parity tells whether end, the next shard's
-// start, is really a record boundary; if it is not, the reader goes on to
-// the end of the input, so that the parser meets the error that misled
-// the boundary search.
+// streamEnd, following the grammar through them from the shard's start.
+// If end, the next shard's start, is not a record start by it, the
+// boundary was misjudged, and the reader goes on to the end of the input,
+// so that the parser meets the error that misled the boundary search.
 type shardReader struct {
 	r              io.ReaderAt
 	stream         io.Reader // the bytes [off, streamEnd), when not nil
 	streamEnd      int64
 	off, end, size int64
-	quotes         int
-	misjudged      bool // end is known not to be a record boundary
+	sc             scanner // the state at off
+	misjudged      bool    // end is known not to be a record boundary
 	overrun        bool
 }
 
 func (s *shardReader) Read(p []byte) (int, error) {
 	if s.off >= s.end {
-		if s.overrun || s.end >= s.size || s.quotes%2 == 0 && !s.misjudged {
+		if s.overrun || s.end >= s.size || s.sc.atRecordStart() && !s.misjudged {
 			return 0, io.EOF
 		}
 		s.overrun, s.end = true, s.size
@@ -403,231 +412,210 @@ func (s *shardReader) Read(p []byte) (int, error) {
 	}
 	s.off += int64(m)
 	if !s.overrun {
-		s.quotes += bytes.Count(p[:m], quote)
+		s.sc.scan(p[:m])
 	}
 	return m, err
 }
 
-var quote = []byte{'"'}
-
-// findBoundary returns the first record start at or after off: the byte
-// after a '\n' that ends a record, or size. It reads ahead from off-1
-// under two hypotheses, outside and inside a quoted field, and drops each
-// that breaks a rule the parser enforces: a '"' inside an unquoted field,
-// a closing quote followed by anything but a delimiter or line end, a
-// quoted field open at the end of input, a record longer than
-// MaxRecordBytes. In valid input the true hypothesis survives, so when
-// exactly one does, it is the truth. In quote-free data the inside
-// hypothesis dies when its field would outgrow MaxRecordBytes. The rules
-// are a lenient subset of the parser's, so that the true hypothesis
-// never dies in valid input.
-func findBoundary(ctx context.Context, r io.ReaderAt, size, off int64, o Options) (int64, error) {
-	if off <= 0 || off >= size {
-		return min(max(off, 0), size), nil
+// findBoundary returns the first record start at or after off, as a
+// single run's splitter finds it: the byte after a '\n' that ends a
+// record, or size. dataStart, where the data records start, is one.
+//
+// It reads from a little before off (behind bytes, at most dataStart)
+// under every quote state possible there, as the bytes just before allow:
+// outside quotes, inside a quoted field, or just after a quote in one.
+// Each reading follows the grammar and records its first record start at
+// or after off; a reading dies when it breaks a rule whose breach ends a
+// single run: a record longer than MaxRecordBytes, a quoted field open
+// at the end of input, and, in strict fail mode, any quoting error. The
+// readings that survive and reach the same state at the same byte are
+// one from there on. The search ends when all survivors agree on the
+// record start; that is then the truth, unless the truth died, which
+// only input a single run fails on can make happen. When survivors merge
+// that disagree, or none is left, or the window of twice MaxRecordBytes
+// ends first, it tries again from further back, and then reads from
+// dataStart.
+func findBoundary(ctx context.Context, r io.ReaderAt, size, dataStart, off int64, o Options) (int64, error) {
+	if off <= dataStart || off >= size {
+		return min(max(off, dataStart), size), nil
 	}
-	limit := int64(o.MaxRecordBytes) + 1 // lenient: a '\r' before '\n' is not content
-	hyps := [2]hypothesis{{state: hOut, fieldStart: true, boundary: -1}, {state: hIn, boundary: -1}}
-	from := off - 1
-	window := min(size-from, 2*limit+2)
-	decided := false
-	err := scanRange(ctx, r, from, from+window, func(b []byte) bool {
-		for i := range hyps {
-			hyps[i].scan(b, from, o.Delimiter, limit)
+	window := 2 * (int64(o.MaxRecordBytes) + 1)
+	for _, behind := range []int64{min(searchBehind, window), window} {
+		b, ok, err := searchBoundary(ctx, r, size, dataStart, off, behind, window, o)
+		if err != nil || ok {
+			return b, err
 		}
-		from += int64(len(b))
-		if from == size {
+		if behind >= window {
+			break
+		}
+	}
+	return exactBoundary(ctx, r, size, dataStart, off, o)
+}
+
+// searchBehind is how far before its offset a boundary search starts
+// first: enough for the readings of quoted text to merge, most often.
+var searchBehind int64 = 64 << 10
+
+// searchBoundary is one try of findBoundary, from behind bytes before
+// off; ok is false when it cannot decide.
+func searchBoundary(ctx context.Context, r io.ReaderAt, size, dataStart, off, behind, window int64, o Options) (int64, bool, error) {
+	limit := int64(o.MaxRecordBytes) + 1 // lenient: a '\r' before '\n' is not content
+	quoteKills := o.Quotes == QuotesStrict && o.OnError == OnErrorFail
+	start := max(off-behind, dataStart)
+	var hyps []hypothesis
+	if start == dataStart {
+		hyps = []hypothesis{{sc: newScanner(o), boundary: -1}}
+	}
+	// The reading starts with the two bytes before start, which say what
+	// states are possible there.
+	pos, end := max(start-2, dataStart), min(size, off+window)
+	found, decided := int64(0), false
+	err := scanRange(ctx, r, pos, end, func(b []byte) bool {
+		if hyps == nil {
+			var b2 [2]byte
+			copy(b2[2-(start-pos):], b[:start-pos])
+			b, pos = b[start-pos:], start
+			for _, st := range []qstate{qOut, qIn, qQuote, qQuoteCR} {
+				if st == qQuote && b2[1] != '"' || st == qQuoteCR && (b2[1] != '\r' || b2[0] != '"') {
+					continue
+				}
+				sc := newScanner(o)
+				sc.state, sc.prev = st, b2[1]
+				hyps = append(hyps, hypothesis{sc: sc, boundary: -1})
+			}
+		}
+		for i := range hyps {
+			hyps[i].read(b, pos, off, limit, quoteKills)
+		}
+		pos += int64(len(b))
+		if pos == size {
 			for i := range hyps {
 				hyps[i].atEOF(size)
 			}
 		}
-		switch {
-		case hyps[0].dead && hyps[1].dead:
+		// Drop the dead, and readings that became one.
+		alive := hyps[:0]
+		for _, h := range hyps {
+			if h.dead {
+				continue
+			}
+			dup := false
+			for k, a := range alive {
+				if a.sc.state == h.sc.state && a.sc.prev == h.sc.prev && a.recLen == h.recLen {
+					if a.boundary != h.boundary {
+						alive[k].boundary = -2 // they can no longer be told apart
+					}
+					dup = true
+					break
+				}
+			}
+			if !dup {
+				alive = append(alive, h)
+			}
+		}
+		hyps = alive
+		if len(hyps) == 0 {
 			return false
-		case hyps[0].dead:
-			decided = hyps[1].boundary >= 0
-		case hyps[1].dead:
-			decided = hyps[0].boundary >= 0
+		}
+		found, decided = hyps[0].boundary, hyps[0].boundary >= 0
+		for _, h := range hyps {
+			if h.boundary == -2 {
+				decided = false
+				return false
+			}
+			decided = decided && h.boundary == found
 		}
 		return !decided
 	})
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	if decided {
-		if hyps[0].dead {
-			return hyps[1].boundary, nil
-		}
-		return hyps[0].boundary, nil
-	}
-	return exactBoundary(ctx, r, size, off)
+	return found, decided, nil
 }
 
-// exactBoundary is findBoundary by quote parity: in valid CSV every '"'
-// opens, closes or is half of an escaped pair, so an odd count before a
-// '\n' puts it inside quotes. It reads everything before off.
-func exactBoundary(ctx context.Context, r io.ReaderAt, size, off int64) (int64, error) {
-	if off <= 0 || off >= size {
-		return min(max(off, 0), size), nil
+// exactBoundary is findBoundary by reading everything from dataStart, a
+// record start, to off.
+func exactBoundary(ctx context.Context, r io.ReaderAt, size, dataStart, off int64, o Options) (int64, error) {
+	if off <= dataStart || off >= size {
+		return min(max(off, dataStart), size), nil
 	}
-	odd := false
-	if err := scanRangeParallel(ctx, r, 0, off-1, func(b []byte) {
-		odd = odd != (bytes.Count(b, quote)%2 == 1)
-	}); err != nil {
+	sc := newScanner(o)
+	if err := scanRangeParallel(ctx, r, dataStart, off, func(b []byte) { sc.scan(b) }); err != nil {
 		return 0, err
 	}
-	return exactBoundaryFrom(ctx, r, size, off, odd)
+	return boundaryFrom(ctx, r, size, off, sc)
 }
 
-// exactBoundaryFrom is exactBoundary given the parity before off-1.
-func exactBoundaryFrom(ctx context.Context, r io.ReaderAt, size, off int64, odd bool) (int64, error) {
-	if off <= 0 || off >= size {
-		return min(max(off, 0), size), nil
+// boundaryFrom is exactBoundary given the grammar's state at off.
+func boundaryFrom(ctx context.Context, r io.ReaderAt, size, off int64, sc scanner) (int64, error) {
+	if off >= size || sc.atRecordStart() {
+		return min(off, size), nil
 	}
-	pos, found := off-1, int64(-1)
-	err := scanRange(ctx, r, off-1, size, func(b []byte) bool {
-		if i := firstBoundary(b, odd); i >= 0 {
-			found = pos + int64(i) + 1
+	pos, found := off, size
+	err := scanRange(ctx, r, off, size, func(b []byte) bool {
+		if k := sc.first(b); k >= 0 {
+			found = pos + int64(k) + 1
 			return false
 		}
-		odd = odd != (bytes.Count(b, quote)%2 == 1)
 		pos += int64(len(b))
 		return true
 	})
 	if err != nil {
 		return 0, err
 	}
-	if found < 0 {
-		return size, nil
-	}
 	return found, nil
 }
 
-// firstBoundary returns the index of the first '\n' outside quotes in b,
-// where the quote state at b[0] is inQuote, or -1.
-func firstBoundary(b []byte, inQuote bool) int {
-	for i, c := range b {
-		switch {
-		case c == '"':
-			inQuote = !inQuote
-		case c == '\n' && !inQuote:
-			return i
-		}
-	}
-	return -1
-}
-
-// Hypothesis states.
-const (
-	hOut    = iota // outside quotes
-	hIn            // inside a quoted field
-	hClosed        // after a '"' inside quotes: half of a pair, or the close
-	hCR            // after a closing quote and '\r': only '\n' may follow
-)
-
-// hypothesis is one reading of the bytes after an arbitrary offset.
+// hypothesis is one reading of the bytes from where a boundary search
+// starts.
 type hypothesis struct {
-	state      int
-	fieldStart bool  // outside quotes, at the start of a field
-	recLen     int64 // bytes of the current record so far
-	boundary   int64 // offset of the first record start; -1 until found
-	dead       bool  // broke a rule valid input keeps
+	sc       scanner
+	recLen   int64 // bytes of the current record so far
+	boundary int64 // the first record start at or after off; -1 until found, -2 when ambiguous
+	dead     bool  // broke a rule whose breach ends a single run
 }
 
-func (h *hypothesis) endRecord(at int64) {
-	if h.boundary < 0 {
-		h.boundary = at
-	}
-	h.state, h.fieldStart, h.recLen = hOut, true, 0
-}
-
-// scan reads b, which starts at offset pos.
-func (h *hypothesis) scan(b []byte, pos int64, delim byte, limit int64) {
+// read reads b, which starts at offset pos of the input.
+func (h *hypothesis) read(b []byte, pos, off, limit int64, quoteKills bool) {
 	if h.dead {
 		return
 	}
-	if bytes.IndexByte(b, '"') < 0 && (h.state == hIn || h.state == hOut) {
-		h.scanQuoteFree(b, pos, delim, limit)
-		return
+	if pos < off {
+		n := min(int64(len(b)), off-pos)
+		h.advance(b[:n])
+		b, pos = b[n:], pos+n
+		if pos == off && h.sc.atRecordStart() {
+			h.boundary = off
+		}
 	}
-	for i, c := range b {
-		switch h.state {
-		case hIn:
-			if c == '"' {
-				h.state = hClosed
-			}
-			h.recLen++
-		case hClosed:
-			switch c {
-			case '"':
-				h.state = hIn
-				h.recLen++
-			case delim:
-				h.state, h.fieldStart = hOut, true
-				h.recLen++
-			case '\n':
-				h.endRecord(pos + int64(i) + 1)
-			case '\r':
-				h.state = hCR
-			default:
+	if len(b) > 0 && h.boundary == -1 {
+		k := h.sc.first(b)
+		if k < 0 {
+			h.recLen += int64(len(b))
+			b = nil
+		} else {
+			h.boundary = pos + int64(k) + 1
+			if h.recLen+int64(k) > limit {
 				h.dead = true
-				return
 			}
-		case hCR:
-			if c != '\n' {
-				h.dead = true
-				return
-			}
-			h.endRecord(pos + int64(i) + 1)
-		default:
-			switch c {
-			case '\n':
-				h.endRecord(pos + int64(i) + 1)
-			case '"':
-				if !h.fieldStart {
-					h.dead = true
-					return
-				}
-				h.state, h.fieldStart = hIn, false
-				h.recLen++
-			case delim:
-				h.fieldStart = true
-				h.recLen++
-			default:
-				h.fieldStart = false
-				h.recLen++
-			}
+			h.recLen, b = 0, b[k+1:]
 		}
-		// Only a quoted field can make a record too long to be valid here:
-		// outside quotes any newline ends it.
-		if h.recLen > limit && h.state != hOut {
-			h.dead = true
-			return
-		}
+	}
+	h.advance(b)
+	if h.recLen > limit || quoteKills && h.sc.bad {
+		h.dead = true
 	}
 }
 
-// scanQuoteFree is scan for a block without quotes, in state hIn or hOut.
-func (h *hypothesis) scanQuoteFree(b []byte, pos int64, delim byte, limit int64) {
-	if len(b) == 0 {
-		return
-	}
-	if h.state == hIn {
-		if h.recLen += int64(len(b)); h.recLen > limit {
-			h.dead = true
-		}
-		return
-	}
-	last := bytes.LastIndexByte(b, '\n')
-	if last < 0 {
+// advance follows the grammar through b and keeps the length of the
+// record going on at its end. Only that record and the one going on
+// before it are measured, which is lenient when b holds more.
+func (h *hypothesis) advance(b []byte) {
+	if last := h.sc.scan(b); last >= 0 {
+		h.recLen = int64(len(b) - last - 1)
+	} else {
 		h.recLen += int64(len(b))
-		h.fieldStart = b[len(b)-1] == delim
-		return
 	}
-	if h.boundary < 0 {
-		h.endRecord(pos + int64(bytes.IndexByte(b, '\n')) + 1)
-	}
-	h.recLen = int64(len(b) - last - 1)
-	h.fieldStart = last == len(b)-1 || b[len(b)-1] == delim
 }
 
 // atEOF applies the end of input: a quoted field still open is an error;
@@ -636,11 +624,11 @@ func (h *hypothesis) atEOF(size int64) {
 	if h.dead {
 		return
 	}
-	if h.state == hIn {
+	if h.sc.state == qIn {
 		h.dead = true
 		return
 	}
-	if h.boundary < 0 {
+	if h.boundary == -1 {
 		h.boundary = size
 	}
 }

@@ -12,11 +12,46 @@ import (
 	"testing"
 )
 
+// shardFaults say what shardCSV breaks: some values (bad), and the
+// quoting of some notes, with notes drawn from quotes.
+type shardFaults struct {
+	bad    bool
+	quotes []string
+}
+
+// lazyFaults are notes that RFC 4180 does not allow but lazy mode reads
+// without changing the fields: bare quotes, text after a closing quote,
+// a space before an opening quote, a quote and CR in a quoted field. Each
+// closes where it ends, in lazy mode too.
+var lazyFaults = []string{
+	`ab"c`, `5'10"`, `x""`, ` "ab"`, `"ab"c"`, `"a` + "\n" + `b"c"`, "\"ab\"\rx\"", `""a"`, `"a"" "b"`,
+}
+
+// badLazyFaults make rows bad in lazy mode too, their fields cut anew by
+// a quote that is data; they close where they end.
+var badLazyFaults = []string{` "a,b"`, ` "a` + "\n", `"a"b` + "\n" + `c",x,y"`}
+
+// quoteFaultsFor are the faults a run in mode o reads without failing. In
+// strict mode the record of a broken field ends at the next line break
+// whatever follows; in lazy mode "ab" followed by a space would stay
+// open, taking whatever follows into the field.
+func quoteFaultsFor(o Options) []string {
+	switch {
+	case o.OnError == OnErrorSkip && o.Quotes == QuotesLazy:
+		return append(badLazyFaults, lazyFaults...)
+	case o.OnError == OnErrorSkip:
+		return append([]string{`"ab" `, `"ab"c`, `"ab"c` + "\n"}, append(badLazyFaults, lazyFaults...)...)
+	case o.Quotes == QuotesLazy:
+		return lazyFaults
+	}
+	return nil
+}
+
 // shardCSV builds a random input for the shard tests: quoted fields with
 // newlines, CRLF and escaped quotes, blank lines, CRLF records, tiny and
 // large records, runs of records that read as valid CSV from either side
-// of a quote, and, when bad is set, some rows with bad values.
-func shardCSV(r *rand.Rand, rows, large int, bad bool) []byte {
+// of a quote, and the faults asked for.
+func shardCSV(r *rand.Rand, rows, large int, faults shardFaults) []byte {
 	var b bytes.Buffer
 	if r.IntN(4) == 0 {
 		b.Write(utf8BOM)
@@ -29,6 +64,8 @@ func shardCSV(r *rand.Rand, rows, large int, bad bool) []byte {
 	for i := range rows {
 		fmt.Fprintf(&b, "%d,", i)
 		switch k := r.IntN(10); {
+		case len(faults.quotes) > 0 && r.IntN(8) == 0:
+			b.WriteString(faults.quotes[r.IntN(len(faults.quotes))])
 		case ambiguous && k < 5:
 			b.WriteString("\"\n\"") // a,"\n"\n reads the same inside quotes
 		case k == 0:
@@ -45,7 +82,7 @@ func shardCSV(r *rand.Rand, rows, large int, bad bool) []byte {
 			b.WriteString("\"" + strings.Repeat("q\n,\"\"", large/5) + "\"")
 		}
 		mass := fmt.Sprintf("%d.%d", r.IntN(10000), r.IntN(1000))
-		if bad && r.IntN(25) == 0 {
+		if faults.bad && r.IntN(25) == 0 {
 			mass = "x" + mass
 		}
 		fmt.Fprintf(&b, ",%s,%de%d", mass, r.IntN(2000)-1000, r.IntN(6)-3)
@@ -100,21 +137,23 @@ func runShards(in []byte, n int, o Options) []shardRun {
 // counts add up and the byte ranges tile the input.
 func TestShardsConcatenate(t *testing.T) {
 	smallScanBlocks(t)
+	restoreSearchBehind(t)
 	trials := 30
 	if testing.Short() {
 		trials = 10
 	}
 	for trial := range trials {
 		r := rand.New(rand.NewPCG(uint64(trial), 99))
-		o := Options{Workers: 1 + r.IntN(3)}
+		o := Options{Workers: 1 + r.IntN(3), Quotes: QuoteMode(r.IntN(2))}
 		large := 2000 + r.IntN(6000)
 		if r.IntN(2) == 0 {
 			o.MaxRecordBytes = large + 200 // windows far smaller than the input
 		}
-		if r.IntN(3) == 0 {
+		if r.IntN(2) == 0 {
 			o.OnError = OnErrorSkip
 		}
-		in := shardCSV(r, 50+r.IntN(1500), large, o.OnError == OnErrorSkip)
+		in := shardCSV(r, 50+r.IntN(1500), large, shardFaults{bad: o.OnError == OnErrorSkip, quotes: quoteFaultsFor(o)})
+		searchBehind = []int64{1, 100, 5000, 64 << 10}[trial%4]
 		var want, wantRej bytes.Buffer
 		so := o
 		so.Rejects = &wantRej
@@ -174,6 +213,7 @@ func firstDiff(a, b []byte) int {
 // a shard fails whenever the single run does.
 func TestShardsReportTheFirstError(t *testing.T) {
 	smallScanBlocks(t)
+	restoreSearchBehind(t)
 	breaks := []func(r *rand.Rand, in []byte) []byte{
 		func(r *rand.Rand, in []byte) []byte { // a bad value
 			i := bytes.LastIndex(in[:r.IntN(len(in))], []byte(",")) + 1
@@ -195,11 +235,12 @@ func TestShardsReportTheFirstError(t *testing.T) {
 	for trial := range 90 {
 		r := rand.New(rand.NewPCG(uint64(trial), 7))
 		large := 1000 + r.IntN(2000)
-		o := Options{Workers: 1 + r.IntN(2), MaxRecordBytes: large + 200}
+		o := Options{Workers: 1 + r.IntN(2), MaxRecordBytes: large + 200, Quotes: QuoteMode(r.IntN(2))}
 		if r.IntN(2) == 0 {
 			o.OnError = OnErrorSkip
 		}
-		in := breaks[trial%len(breaks)](r, shardCSV(r, 200+r.IntN(600), large, false))
+		in := breaks[trial%len(breaks)](r, shardCSV(r, 200+r.IntN(600), large, shardFaults{quotes: quoteFaultsFor(o)}))
+		searchBehind = []int64{1, 300, 64 << 10}[trial%3]
 		so := o
 		so.Rejects = &bytes.Buffer{}
 		_, wantErr := Transform(context.Background(), &bytes.Buffer{}, bytes.NewReader(in), so)
@@ -233,22 +274,58 @@ func TestShardsReportTheFirstError(t *testing.T) {
 }
 
 // TestFindBoundary checks the boundary search at every offset of random
-// inputs against the quote parity of all that comes before.
+// inputs against reading everything before the offset, in every mode.
 func TestFindBoundary(t *testing.T) {
-	for trial := range 3 {
+	restoreSearchBehind(t)
+	for trial := range 24 {
 		r := rand.New(rand.NewPCG(uint64(trial), 3))
 		large := 500 + r.IntN(1000)
-		in := shardCSV(r, 100, large, false)
-		o, _ := Options{MaxRecordBytes: large + 100}.withDefaults()
+		o := Options{MaxRecordBytes: large + 100, Quotes: QuoteMode(trial % 2)}
+		if trial%3 == 0 {
+			o.OnError = OnErrorSkip
+		}
+		in := shardCSV(r, 400, large, shardFaults{quotes: quoteFaultsFor(o)})
+		searchBehind = []int64{1, 50, 2000, 64 << 10}[trial/6]
+		so := o
+		so.Rejects = io.Discard
+		if _, err := Transform(context.Background(), io.Discard, bytes.NewReader(in), so); err != nil {
+			continue // a misjudged boundary is then possible, and caught by the shard before
+		}
+		o, _ = o.withDefaults()
 		ra := bytes.NewReader(in)
-		for off := int64(0); off <= int64(len(in)); off++ {
-			got, err := findBoundary(context.Background(), ra, int64(len(in)), off, o)
+		_, dataStart, err := shardHeader(context.Background(), ra, int64(len(in)), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The record starts, by following the grammar once from dataStart.
+		starts := []int64{dataStart}
+		sc := newScanner(o)
+		for pos := dataStart; pos < int64(len(in)); {
+			k := sc.first(in[pos:])
+			if k < 0 {
+				break
+			}
+			pos += int64(k) + 1
+			starts = append(starts, pos)
+		}
+		starts = append(starts, int64(len(in)))
+		next := 0
+		for off := dataStart; off <= int64(len(in)); off++ {
+			for starts[next] < off {
+				next++
+			}
+			want := starts[next]
+			got, err := findBoundary(context.Background(), ra, int64(len(in)), dataStart, off, o)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, _ := exactBoundary(context.Background(), ra, int64(len(in)), off)
 			if got != want {
-				t.Fatalf("trial %d: boundary at or after %d: got %d, want %d", trial, off, got, want)
+				t.Fatalf("trial %d (%v, %v): boundary at or after %d: got %d, want %d", trial, o.Quotes, o.OnError, off, got, want)
+			}
+			if off%61 == 0 {
+				if exact, _ := exactBoundary(context.Background(), ra, int64(len(in)), dataStart, off, o); exact != want {
+					t.Fatalf("trial %d: exact boundary at or after %d: %d, want %d", trial, off, exact, want)
+				}
 			}
 		}
 	}
@@ -256,7 +333,7 @@ func TestFindBoundary(t *testing.T) {
 
 // TestShardAmbiguousInput is an input that reads as valid CSV from
 // either side of every quote, so the boundary search cannot rule out
-// either hypothesis and falls back on quote parity.
+// either reading and falls back on reading all before the offset.
 func TestShardAmbiguousInput(t *testing.T) {
 	var b bytes.Buffer
 	b.WriteString("mass,velocity,note\n")
@@ -264,34 +341,33 @@ func TestShardAmbiguousInput(t *testing.T) {
 		fmt.Fprintf(&b, "%d,2,\"\n\"\n", i)
 	}
 	in := b.Bytes()
-	o, _ := Options{MaxRecordBytes: 64}.withDefaults()
-	ra := bytes.NewReader(in)
-	off := int64(len(in) / 2)
-	h := [2]hypothesis{{state: hOut, fieldStart: true, boundary: -1}, {state: hIn, boundary: -1}}
-	for i := range h {
-		h[i].scan(in[off-1:off-1+2*65+2], off-1, ',', 65)
-	}
-	if h[0].dead || h[1].dead {
-		t.Fatalf("a hypothesis died: %+v", h)
-	}
-	got, err := findBoundary(context.Background(), ra, int64(len(in)), off, o)
-	want, _ := exactBoundary(context.Background(), ra, int64(len(in)), off)
-	if err != nil || got != want {
-		t.Fatalf("got %d, %v; want %d", got, err, want)
-	}
-	var single bytes.Buffer
-	if _, err := Transform(context.Background(), &single, bytes.NewReader(in), Options{MaxRecordBytes: 64}); err != nil {
-		t.Fatal(err)
-	}
-	var all bytes.Buffer
-	for _, run := range runShards(in, 7, Options{MaxRecordBytes: 64}) {
-		if run.err != nil {
-			t.Fatal(run.err)
+	dataStart := int64(len("mass,velocity,note\n"))
+	for _, quotes := range []QuoteMode{QuotesStrict, QuotesLazy} {
+		o, _ := Options{MaxRecordBytes: 64, Quotes: quotes}.withDefaults()
+		ra := bytes.NewReader(in)
+		off := int64(len(in) / 2)
+		if _, ok, err := searchBoundary(context.Background(), ra, int64(len(in)), dataStart, off, 130, 130, o); ok || err != nil {
+			t.Fatalf("%v: the search decided (%v) where it cannot", quotes, err)
 		}
-		all.Write(run.out)
-	}
-	if !bytes.Equal(all.Bytes(), single.Bytes()) {
-		t.Fatal("parts differ from the single run")
+		got, err := findBoundary(context.Background(), ra, int64(len(in)), dataStart, off, o)
+		want, _ := exactBoundary(context.Background(), ra, int64(len(in)), dataStart, off, o)
+		if err != nil || got != want {
+			t.Fatalf("%v: got %d, %v; want %d", quotes, got, err, want)
+		}
+		var single bytes.Buffer
+		if _, err := Transform(context.Background(), &single, bytes.NewReader(in), o); err != nil {
+			t.Fatal(err)
+		}
+		var all bytes.Buffer
+		for _, run := range runShards(in, 7, o) {
+			if run.err != nil {
+				t.Fatal(run.err)
+			}
+			all.Write(run.out)
+		}
+		if !bytes.Equal(all.Bytes(), single.Bytes()) {
+			t.Fatalf("%v: parts differ from the single run", quotes)
+		}
 	}
 }
 
@@ -353,6 +429,8 @@ func TestShardMisjudgedBoundary(t *testing.T) {
 		"more\",z\n" +
 		"10,20,n\n")
 	o := Options{MaxRecordBytes: 100}
+	restoreSearchBehind(t)
+	searchBehind = 1
 	_, want := Transform(context.Background(), io.Discard, bytes.NewReader(in), o)
 	if want == nil || !strings.Contains(want.Error(), "line 7") {
 		t.Fatalf("single run: %v", want)
@@ -366,20 +444,32 @@ func TestShardMisjudgedBoundary(t *testing.T) {
 
 // FuzzShards: for any input, the shards succeed exactly when the single
 // run does, and then their parts and rejects concatenate to its output;
-// when it fails, the earliest error the shards report is its error.
+// when it fails, the earliest error the shards report is its error. n
+// gives the shard count (its low three bits), the quote mode (bit 3) and
+// how far before its offset the boundary search starts (bits 4 and 5).
 func FuzzShards(f *testing.F) {
 	for _, s := range []string{
 		"mass,velocity\n1,2\n3,4\n5,6\n", "a,mass,velocity\n\"x\ny\",1,2\r\n\"p\nq\",3,4\n", "mass,velocity\n1,\"2\n",
 		"mass,velocity\n1,x\n2,3\n", "2,3\n\n\n4,5\r", "m,mass,velocity\n\"\n\",1,2\n\"\n\",3,4\n\"\n\",5,6\n",
 		"mass,velocity,n\n1,2,\"a\n7,8,9\n\"X\nz\",q\n",
+		"mass,velocity,n\n1,2,ab\"c\n3,4,\"x\"y\n5,6, \"q\n7,8,\"9\"\"\n\"\n1,1,\"a\"b\nc\"\n",
+		"n,mass,velocity\n\"a\"\r\"\n\",1,2\n5'10\",3,4\n\"x\"\"y\"z\",5,6\n",
 	} {
-		f.Add([]byte(s), uint8(3), false)
+		for _, n := range []uint8{3, 3 | 8, 7 | 16, 5 | 8 | 48} {
+			f.Add([]byte(s), n, false)
+			f.Add([]byte(s), n, true)
+		}
 	}
 	f.Fuzz(func(t *testing.T, in []byte, n uint8, skip bool) {
 		o := Options{MaxRecordBytes: 64, Workers: 1}
 		if skip {
 			o.OnError = OnErrorSkip
 		}
+		if n&8 != 0 {
+			o.Quotes = QuotesLazy
+		}
+		defer func(old int64) { searchBehind = old }(searchBehind)
+		searchBehind = []int64{1, 3, 20, 64 << 10}[n>>4&3]
 		var want, wantRej bytes.Buffer
 		so := o
 		so.Rejects = &wantRej
@@ -413,6 +503,13 @@ func FuzzShards(f *testing.F) {
 			t.Fatalf("%d shards: first error %v, want %v", shards, first, werr)
 		}
 	})
+}
+
+// restoreSearchBehind lets a test set searchBehind, which small inputs
+// need for the boundary search to start after their header.
+func restoreSearchBehind(t *testing.T) {
+	old := searchBehind
+	t.Cleanup(func() { searchBehind = old })
 }
 
 // smallScanBlocks makes long scans read in small blocks, so that the

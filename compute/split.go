@@ -12,23 +12,25 @@ import (
 const chunkSize = 512 << 10
 
 // splitter cuts a stream into chunks of whole records. A record boundary
-// is a '\n' outside quotes; in valid CSV every '"' opens, closes or is half
-// of an escaped pair, so quote parity since the last boundary tells
-// whether a '\n' is one. Invalid quoting is then caught by the parser,
-// which meets the bad quote before any boundary it could have misplaced.
+// is a '\n' outside quotes, found by a scanner that follows the record
+// grammar (see scanner) with vectorised byte searches; the parser then
+// reads each chunk by the same rules, so it meets every record end where
+// the splitter did.
 type splitter struct {
 	r         io.Reader
 	maxRecord int
 	spec      *rowSpec // for diagnosing a record that outgrows maxRecord
 	pending   []byte   // bytes after the last boundary, carried over
-	inQuote   bool     // quote state at the end of pending
+	sc        scanner  // the grammar's state at the end of pending
+	bom       bool     // the stream is the input's start: a UTF-8 BOM there is not data
+	first     bool     // no chunk returned yet
 	eof       bool
 	bytesIn   int64
 	free      chan []byte
 }
 
-func newSplitter(r io.Reader, maxRecord int) *splitter {
-	return &splitter{r: r, maxRecord: maxRecord, free: make(chan []byte, 16)}
+func newSplitter(r io.Reader, o Options) *splitter {
+	return &splitter{r: r, maxRecord: o.MaxRecordBytes, sc: newScanner(o), first: true, free: make(chan []byte, 16)}
 }
 
 // splitError carries a diagnosis made by the splitter; its line is
@@ -69,7 +71,7 @@ func (s *splitter) next() ([]byte, error) {
 	}
 	buf := s.buffer(len(s.pending) * 2)
 	buf = append(buf, s.pending...)
-	scanned, inQuote, last := len(s.pending), s.inQuote, -1
+	scanned, last := len(s.pending), -1
 	for {
 		for len(buf) < cap(buf) && !s.eof {
 			n, err := s.r.Read(buf[len(buf):cap(buf)])
@@ -81,15 +83,21 @@ func (s *splitter) next() ([]byte, error) {
 				return nil, err
 			}
 		}
-		last, inQuote = scanBoundary(buf, scanned, inQuote, last)
+		if scanned == 0 && s.first && s.bom && bytes.HasPrefix(buf, utf8BOM) {
+			scanned = len(utf8BOM) // the first record starts after it
+		}
+		if k := s.sc.scan(buf[scanned:]); k >= 0 {
+			last = scanned + k
+		}
 		scanned = len(buf)
 		if s.eof {
 			s.pending = s.pending[:0]
+			s.first = false
 			return buf, nil
 		}
 		if last >= 0 {
 			s.pending = append(s.pending[:0], buf[last+1:]...)
-			s.inQuote = inQuote
+			s.first = false
 			return buf[:last+1], nil
 		}
 		if len(buf) > s.maxRecord {
@@ -102,56 +110,203 @@ func (s *splitter) next() ([]byte, error) {
 	}
 }
 
-// scanBoundary scans b[from:], where the quote state at from is inQuote,
-// and returns the index of the last record-ending '\n' (or last, when
-// there is none past from) and the quote state at the end of b.
-func scanBoundary(b []byte, from int, inQuote bool, last int) (int, bool) {
-	for from < len(b) {
-		q := bytes.IndexByte(b[from:], '"')
-		if inQuote {
-			if q < 0 {
-				return last, true
-			}
-			from += q + 1
-			inQuote = false
+// Quote states of the record grammar, between two bytes.
+type qstate uint8
+
+const (
+	qOut     qstate = iota // outside quotes: at a field's start or in an unquoted field, as the byte before tells
+	qIn                    // in a quoted field
+	qQuote                 // in a quoted field, just after a '"' that closes it or starts a "" pair
+	qQuoteCR               // after such a '"' and a '\r'
+)
+
+// scanner follows the record grammar through a stream, to find where
+// records end without decoding their fields. The parser (rowSpec.process,
+// splitRecord) reads records by the same rules:
+//
+//   - A '"' opens a quoted field only at the start of a field: the first
+//     byte of a record, or the byte after a delimiter. Anywhere else
+//     outside quotes it is a bare quote: data in lazy mode; in strict mode
+//     it makes the row bad (ErrBareQuote) and the field goes on, unquoted,
+//     to the next delimiter or line break. A space before a quote makes it
+//     bare too.
+//   - In a quoted field, "" is an escaped quote, and a '"' followed by a
+//     delimiter, '\n', "\r\n" or the end of input closes the field. A '"'
+//     followed by anything else is data in lazy mode, and the field stays
+//     quoted; in strict mode it makes the row bad (ErrQuote), the quoted
+//     part ends there and the field goes on unquoted to the next
+//     delimiter or line break.
+//   - A '\n' outside quotes ends the record; inside quotes it is data.
+//
+// In valid CSV the two modes agree and a boundary is where quote parity
+// says. A quoted field still open at the end of input is an error in
+// both modes, as it takes the rest of the input with it.
+//
+// The state between calls is the quote state and the last byte read,
+// which tells whether a '"' after it opens a field.
+type scanner struct {
+	delim byte
+	lazy  bool
+	state qstate
+	prev  byte // the last byte read; '\n' at a record start
+	bad   bool // met a quote that strict mode rejects (the row is bad)
+}
+
+// newScanner returns a scanner at the start of a record.
+func newScanner(o Options) scanner {
+	return scanner{delim: o.Delimiter, lazy: o.Quotes == QuotesLazy, prev: '\n'}
+}
+
+// atRecordStart reports whether the bytes read so far end with a record.
+func (s *scanner) atRecordStart() bool { return s.state == qOut && s.prev == '\n' }
+
+// scan reads b and returns the index of the last '\n' in it that ends a
+// record, or -1. Outside quotes it jumps from quote to quote, so a
+// quote-free stretch costs one vectorised search for '"' and one for the
+// last '\n'.
+func (s *scanner) scan(b []byte) int {
+	last, i := -1, 0
+	for i < len(b) {
+		if s.state != qOut {
+			i = s.quoted(b, i)
 			continue
 		}
-		seg := b[from:]
-		if q >= 0 {
-			seg = seg[:q]
-		}
-		if k := bytes.LastIndexByte(seg, '\n'); k >= 0 {
-			last = from + k
-		}
+		q := bytes.IndexByte(b[i:], '"')
 		if q < 0 {
-			return last, false
+			if k := bytes.LastIndexByte(b[i:], '\n'); k >= 0 {
+				last = i + k
+			}
+			break
 		}
-		from += q + 1
-		inQuote = true
+		if k := bytes.LastIndexByte(b[i:i+q], '\n'); k >= 0 {
+			last = i + k
+		}
+		i = s.quote(b, i+q)
 	}
-	return last, inQuote
+	if len(b) > 0 {
+		s.prev = b[len(b)-1]
+	}
+	return last
+}
+
+// first reads b up to and including the first '\n' that ends a record,
+// and returns its index; or it reads all of b and returns -1.
+func (s *scanner) first(b []byte) int {
+	i := 0
+	for i < len(b) {
+		if s.state != qOut {
+			i = s.quoted(b, i)
+			continue
+		}
+		seg := b[i:]
+		k := bytes.IndexByte(seg, '\n')
+		if k >= 0 {
+			seg = seg[:k]
+		}
+		q := bytes.IndexByte(seg, '"')
+		if q < 0 {
+			if k < 0 {
+				break
+			}
+			s.prev = '\n'
+			return i + k
+		}
+		i = s.quote(b, i+q)
+	}
+	if len(b) > 0 {
+		s.prev = b[len(b)-1]
+	}
+	return -1
+}
+
+// quote reads the '"' at b[q], outside quotes, and returns q+1.
+func (s *scanner) quote(b []byte, q int) int {
+	p := s.prev
+	if q > 0 {
+		p = b[q-1]
+	}
+	switch {
+	case p == s.delim || p == '\n':
+		s.state = qIn
+	case !s.lazy:
+		s.bad = true
+	}
+	return q + 1
+}
+
+// quoted reads b[i:] inside a quoted field and returns the index of the
+// first byte after the field, leaving state qOut, or len(b).
+func (s *scanner) quoted(b []byte, i int) int {
+	for i < len(b) {
+		switch s.state {
+		case qOut:
+			return i
+		case qIn:
+			q := bytes.IndexByte(b[i:], '"')
+			if q < 0 {
+				return len(b)
+			}
+			i += q + 1
+			s.state = qQuote
+		case qQuote:
+			switch b[i] {
+			case '"':
+				s.state = qIn
+				i++
+			case '\r':
+				s.state = qQuoteCR
+				i++
+			case s.delim, '\n':
+				s.state = qOut
+			default:
+				s.textAfterQuote()
+			}
+		case qQuoteCR:
+			if b[i] == '\n' {
+				s.state = qOut
+			} else {
+				s.textAfterQuote()
+			}
+		}
+	}
+	return i
+}
+
+// textAfterQuote applies a '"' followed by text in a quoted field: data
+// in lazy mode; in strict mode the quoted part ends and the field goes on
+// unquoted.
+func (s *scanner) textAfterQuote() {
+	if s.lazy {
+		s.state = qIn
+	} else {
+		s.state, s.bad = qOut, true
+	}
 }
 
 // diagnose explains why buf, the start of one record longer than
-// maxRecord, cannot be read: a quoting error in it, a quoted field that is
-// never closed (found by reading on, without keeping, to the end of
-// input), or a record that is simply too large.
+// maxRecord, cannot be read: a quoting error in it (in fail mode), a
+// quoted field that is never closed (found by reading on, without
+// keeping, to the end of input), or a record that is simply too large.
 func (s *splitter) diagnose(buf []byte) error {
 	var res chunkResult
 	spec := *s.spec
 	spec.maxRecord = len(buf) // the limit is reported below, not here
-	spec.process(buf, true, &res)
+	in := buf
+	if s.first && s.bom && bytes.HasPrefix(in, utf8BOM) {
+		in = in[len(utf8BOM):]
+	}
+	spec.process(in, true, &res)
 	if res.err != nil {
 		return &splitError{res.err}
 	}
 	tooLarge := &ParseError{Line: 0, Err: ErrRecordTooLarge,
 		Value: fmt.Sprintf("more than %d bytes", s.maxRecord)}
-	if !res.incomplete || res.openQuoteLine < 0 {
+	if s.sc.state == qOut || !res.incomplete || res.openQuoteLine < 0 {
 		return &splitError{tooLarge}
 	}
-	// Read on, keeping nothing, to see whether the quote ever closes: at a
-	// '"' that is not the first half of an escaped "" pair.
-	quoteAtEnd := res.quoteAtEnd // the bytes so far end with a lone '"'
+	// Read on, keeping nothing, to see whether the quoted field ever
+	// closes; if it does, the record is too large.
+	sc := s.sc
 	for !s.eof {
 		n, err := s.r.Read(buf[:cap(buf)])
 		s.bytesIn += int64(n)
@@ -160,29 +315,11 @@ func (s *splitter) diagnose(buf []byte) error {
 		} else if err != nil {
 			return err
 		}
-		b := buf[:n]
-		if quoteAtEnd && n > 0 {
-			if b[0] != '"' {
-				return &splitError{tooLarge}
-			}
-			b, quoteAtEnd = b[1:], false
-		}
-		for {
-			q := bytes.IndexByte(b, '"')
-			if q < 0 {
-				break
-			}
-			if q+1 == len(b) {
-				quoteAtEnd = true
-				break
-			}
-			if b[q+1] != '"' {
-				return &splitError{tooLarge}
-			}
-			b = b[q+2:]
+		if sc.quoted(buf[:n], 0) < n || sc.state == qOut {
+			return &splitError{tooLarge}
 		}
 	}
-	if quoteAtEnd {
+	if sc.state != qIn { // a '"' at the end of input closes it
 		return &splitError{tooLarge}
 	}
 	return &splitError{&ParseError{Line: res.openQuoteLine, Column: res.openQuoteCol, Err: ErrUnterminatedQuote}}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -152,9 +153,16 @@ func TestUnterminatedQuoteInHugeInput(t *testing.T) {
 			t.Fatalf("stopped reading %d bytes before the end", r.n)
 		}
 	}
-	// A quote that does close, but too late, is a record too large.
-	r := io.MultiReader(strings.NewReader("mass,velocity,note\n1,2,\""), &endless{fill: 'y', n: 3 << 20}, strings.NewReader("\"\n"))
+	// After a byte order mark, the header's first field can be quoted.
+	r := &endless{prefix: []byte("\xEF\xBB\xBF\"mass,velocity\n"), fill: 'x', n: 4 << 20}
 	_, err := Transform(context.Background(), io.Discard, r, Options{MaxRecordBytes: 1 << 20})
+	var perr *ParseError
+	if !errors.As(err, &perr) || !errors.Is(err, ErrUnterminatedQuote) || perr.Line != 1 || perr.Column != "1" {
+		t.Fatalf("err = %v, want an unterminated quote at line 1, column 1", err)
+	}
+	// A quote that does close, but too late, is a record too large.
+	mr := io.MultiReader(strings.NewReader("mass,velocity,note\n1,2,\""), &endless{fill: 'y', n: 3 << 20}, strings.NewReader("\"\n"))
+	_, err = Transform(context.Background(), io.Discard, mr, Options{MaxRecordBytes: 1 << 20})
 	if !errors.Is(err, ErrRecordTooLarge) {
 		t.Fatalf("err = %v, want record too large", err)
 	}
@@ -281,6 +289,50 @@ func TestConstantMemory(t *testing.T) {
 		t.Logf("%d workers: %d MB in, %.1f MB allocated", workers, st.BytesIn>>20, float64(allocated)/(1<<20))
 		if allocated > 32<<20 {
 			t.Errorf("%d workers: allocated %d MB for %d MB of input", workers, allocated>>20, st.BytesIn>>20)
+		}
+	}
+}
+
+// TestScannerAgreesWithParser: on random bytes rich in quotes, delimiters
+// and line breaks, the records the parser reads start where the scanner
+// (which the splitter and the shards use) says they do, in both modes.
+func TestScannerAgreesWithParser(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	alphabet := []byte("\"\",,\n\r a")
+	for trial := range 20000 {
+		in := make([]byte, r.IntN(40))
+		for i := range in {
+			in[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		for _, quotes := range []QuoteMode{QuotesStrict, QuotesLazy} {
+			o, _ := Options{Quotes: quotes, OnError: OnErrorSkip, Rejects: io.Discard}.withDefaults()
+			spec := newRowSpec(o)
+			spec.mass, spec.vel, spec.fields = 0, 1, 1000 // every record is rejected, with its bytes
+			res := chunkResult{out: make([]byte, 0, 256)} // no chunk-sized buffer for each
+			spec.process(in, false, &res)
+			var got []int
+			for _, rj := range res.rejects {
+				got = append(got, cap(in)-cap(rj.record))
+			}
+			var want []int
+			sc := newScanner(o)
+			for pos := 0; pos < len(in); {
+				k := sc.first(in[pos:])
+				end := len(in)
+				if k >= 0 {
+					end = pos + k + 1
+				}
+				if rec := in[pos:end]; string(rec) != "\n" && string(rec) != "\r\n" {
+					want = append(want, pos)
+				}
+				pos = end
+			}
+			if res.err != nil { // a quote open at the end: the last record is not read
+				want = want[:len(want)-1]
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("trial %d, %v: %q: the parser reads records at %v, the scanner says %v (%v)", trial, quotes, in, got, want, res.err)
+			}
 		}
 	}
 }

@@ -27,18 +27,20 @@ var (
 // Bad input is reported as a *ParseError. In OnErrorFail mode the first
 // bad row ends the run; rows before it may already have been written to
 // w. In OnErrorSkip mode bad rows go to o.Rejects as CSV records
-// (line, column, reason, record) and only structural errors end the run.
-// Whatever the mode, Stats.RowsIn = Stats.RowsOut + Stats.RowsRejected;
-// RowsRejected counts the rows written to Rejects, so a run that stops at
-// a bad row in OnErrorFail mode counts only the rows before it.
+// (line, column, reason, record) and only structural errors end the run;
+// a row with a quoting error is a bad row, and reading goes on at the end
+// of its record (see QuoteMode for where that is). Whatever the mode,
+// Stats.RowsIn = Stats.RowsOut + Stats.RowsRejected; RowsRejected counts
+// the rows written to Rejects, so a run that stops at a bad row in
+// OnErrorFail mode counts only the rows before it.
 func Transform(ctx context.Context, w io.Writer, r io.Reader, o Options) (Stats, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return Stats{}, err
 	}
-	t := &transform{o: o, w: w, sp: newSplitter(r, o.MaxRecordBytes), spec: newRowSpec(o), line: 1}
+	t := &transform{o: o, w: w, sp: newSplitter(r, o), spec: newRowSpec(o), line: 1}
 	t.spec.mass, t.spec.vel = -1, -1
-	t.sp.spec = t.spec
+	t.sp.spec, t.sp.bom = t.spec, true
 	if o.OnError == OnErrorSkip {
 		t.rejects = csv.NewWriter(o.Rejects)
 		t.rejects.Write([]string{"line", "column", "reason", "record"})
@@ -143,10 +145,16 @@ func (t *transform) header(ctx context.Context) ([]byte, int, error) {
 			t.sp.release(chunk)
 			continue
 		}
-		fields, recEnd, next, lines, perr := splitRecord(chunk, i, t.o.Delimiter)
+		fields, recEnd, next, lines, qerr, perr := splitRecord(chunk, i, t.o.Delimiter, t.o.Quotes == QuotesLazy)
 		if perr != nil {
 			perr.Line += t.line
 			return nil, 0, perr
+		}
+		if qerr != nil {
+			// The first record decides the layout (the columns, or the
+			// number of fields): with a quoting error it cannot, in any mode.
+			qerr.Line += t.line
+			return nil, 0, qerr
 		}
 		l, perr := readLayout(fields, t.o)
 		if perr != nil {

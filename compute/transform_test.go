@@ -3,11 +3,15 @@ package compute
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"errors"
+	"io"
 	"math"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"unicode/utf8"
 )
 
@@ -33,6 +37,7 @@ var transformTests = []struct {
 	{name: "BlankLinesCountForErrors", in: "\nmass,velocity\n\n2,x\n", err: ErrNotNumber, line: 4, column: "velocity", rowsIn: 0},
 	{name: "HeaderOnly", in: "mass,velocity\n", out: "mass,velocity,momentum\n"},
 	{name: "BOM", in: "\xEF\xBB\xBFmass,velocity\n2,3\n", out: "mass,velocity,momentum\n2,3,6\n", rowsIn: 1},
+	{name: "BOMQuotedHeader", in: "\xEF\xBB\xBF\"mass\",\"velo\ncity\"\n2,3\n", opts: Options{VelocityColumn: "velo\ncity"}, out: "\"mass\",\"velo\ncity\",momentum\n2,3,6\n", rowsIn: 1},
 	{name: "CaseAndBlanks", in: " MASS\t,\tVelocity \n2,3\n", out: " MASS\t,\tVelocity ,momentum\n2,3,6\n", rowsIn: 1},
 	{name: "QuotedHeader", in: "\"mass\",\"velo\"\"city\"\n2,3\n", opts: Options{VelocityColumn: `velo"city`}, out: "\"mass\",\"velo\"\"city\",momentum\n2,3,6\n", rowsIn: 1},
 	{name: "LookAlikesDoNotMatch", in: "maſs,velocity\n2,3\n", err: ErrMissingColumn, line: 1},
@@ -87,8 +92,26 @@ var transformTests = []struct {
 	{name: "BareQuote", in: "mass,velocity,a\n1,2,x\"y\n", err: ErrBareQuote, line: 2, column: "a"},
 	{name: "BareQuoteInHeader", in: "mass,velo\"city\n", err: ErrBareQuote, line: 1, column: "2"},
 	{name: "ExtraneousQuote", in: "mass,velocity,a\n1,2,\"x\"y\n", err: ErrQuote, line: 2, column: "a"},
+	{name: "SpaceBeforeQuote", in: "mass,velocity,a\n1,2, \"x\"\n", err: ErrBareQuote, line: 2, column: "a"},
+	{name: "ExtraneousQuoteAfterNewline", in: "mass,a,velocity\n1,\"x\ny\"z,2\n", err: ErrQuote, line: 3, column: "a"},
+	{name: "ExtraneousQuoteCR", in: "mass,a,velocity\n1,\"x\"\ry,2\n", err: ErrQuote, line: 2, column: "a"},
+	{name: "BareQuoteThenFine", in: "mass,velocity,a\n1,2,x\n1,2,x\"y\n", err: ErrBareQuote, line: 3, column: "a", rowsIn: 1},
 	{name: "UnterminatedQuote", in: "mass,velocity,a\n1,2,x\n1,2,\"open\nmore\nlines\n", err: ErrUnterminatedQuote, line: 3, column: "a", noCheck: true},
 	{name: "UnterminatedQuoteInHeader", in: "mass,\"velocity\n1,2\n", err: ErrUnterminatedQuote, line: 1, column: "2"},
+	{name: "UnterminatedAfterBrokenQuote", in: "mass,velocity,a\n1,2,\"x\"y\n1,2,\"open\n", opts: Options{OnError: OnErrorSkip, Rejects: io.Discard}, err: ErrUnterminatedQuote, line: 3, column: "a", noCheck: true},
+
+	// Lazy quotes, as encoding/csv's LazyQuotes reads them.
+	{name: "LazyBareQuote", in: "height,mass,velocity\n5'10\",2,3\n", opts: Options{Quotes: QuotesLazy}, out: "height,mass,velocity,momentum\n5'10\",2,3,6\n", rowsIn: 1},
+	{name: "LazyTextAfterQuote", in: "a,mass,velocity\n\"x\"y\",2,3\n", opts: Options{Quotes: QuotesLazy}, out: "a,mass,velocity,momentum\n\"x\"y\",2,3,6\n", rowsIn: 1},
+	{name: "LazyQuotedFieldStaysOpen", in: "a,mass,velocity\n\"x\" y,z\n\",2,3\n", opts: Options{Quotes: QuotesLazy}, out: "a,mass,velocity,momentum\n\"x\" y,z\n\",2,3,6\n", rowsIn: 1},
+	{name: "LazySpaceBeforeQuote", in: "a,mass,velocity\n \"x\",2,3\r\n", opts: Options{Quotes: QuotesLazy}, out: "a,mass,velocity,momentum\n \"x\",2,3,6\n", rowsIn: 1},
+	{name: "LazyQuoteCR", in: "a,mass,velocity\n\"x\"\ry\",2,3\n", opts: Options{Quotes: QuotesLazy}, out: "a,mass,velocity,momentum\n\"x\"\ry\",2,3,6\n", rowsIn: 1},
+	{name: "LazyHeader", in: "n\"ote,mass,\"velo\"city\"\n1,2,3\n", opts: Options{Quotes: QuotesLazy, VelocityColumn: `velo"city`}, out: "n\"ote,mass,\"velo\"city\",momentum\n1,2,3,6\n", rowsIn: 1},
+	{name: "LazyQuotedNumber", in: "mass,velocity\n\"2\",\"3\"\n", opts: Options{Quotes: QuotesLazy}, out: "mass,velocity,momentum\n\"2\",\"3\",6\n", rowsIn: 1},
+	{name: "LazyQuoteInNumber", in: "mass,velocity\n2\",3\n", opts: Options{Quotes: QuotesLazy}, err: ErrNotNumber, line: 2, column: "mass"},
+	{name: "LazyQuoteInQuotedNumber", in: "mass,velocity\n1,\"2\"5\"\n", opts: Options{Quotes: QuotesLazy}, err: ErrNotNumber, line: 2, column: "velocity"},
+	{name: "LazyUnterminated", in: "mass,velocity,a\n1,2,\"ab\"c\n3,4,5\n", opts: Options{Quotes: QuotesLazy}, err: ErrUnterminatedQuote, line: 2, column: "a", noCheck: true},
+	{name: "LazyFieldCount", in: "mass,velocity,a\n1,2, \"b,c\"\n", opts: Options{Quotes: QuotesLazy}, err: ErrFieldCount, line: 2},
 	{name: "RecordTooLarge", in: "mass,velocity,a\n1,2,0123456789012345678901234567890123456789\n", opts: Options{MaxRecordBytes: 20}, err: ErrRecordTooLarge, line: 2},
 	{name: "HeaderTooLarge", in: "mass,velocity,a0123456789012345678901234567890123456789\n", opts: Options{MaxRecordBytes: 20}, err: ErrRecordTooLarge, line: 1},
 }
@@ -183,8 +206,98 @@ func TestSkipMode(t *testing.T) {
 	}
 }
 
+// TestSkipModeQuoteErrors: in skip mode a row with a quoting error is
+// rejected like a row with a bad value, and reading goes on at the end of
+// its record: the next line break, as the broken field goes on unquoted.
+// Fail mode stops at the first, at the same line and column.
+func TestSkipModeQuoteErrors(t *testing.T) {
+	in := "id,mass,velocity\n" +
+		"1,2,3\n" +
+		"2,2,3\"\n" + // bare quote
+		"3,\"4\"x,5\"\n" + // text after a closing quote; then a bare quote
+		"4, \"6,7\"\n" + // a space before a quote makes it bare
+		"5,\"1\n2\"z,3\n" + // the error is on the line of the closing quote
+		"6,4,5\n" +
+		"7,\"2\"\r8,1\n" +
+		"8,1,x\"\r\n" + // a quoting error goes before a bad value
+		"9,1,1\r\n"
+	wantRej := [][]string{
+		{"line", "column", "reason", "record"},
+		{"3", "velocity", `bare " in unquoted field`, `2,2,3"`},
+		{"4", "mass", `extraneous character after closing "`, `3,"4"x,5"`},
+		{"5", "mass", `bare " in unquoted field`, `4, "6,7"`},
+		{"7", "mass", `extraneous character after closing "`, "5,\"1\n2\"z,3"},
+		{"9", "mass", `extraneous character after closing "`, "7,\"2\"\r8,1"},
+		{"10", "velocity", `bare " in unquoted field`, `8,1,x"`},
+	}
+	for _, workers := range []int{1, 2} {
+		var out, rej bytes.Buffer
+		st, err := Transform(context.Background(), &out, strings.NewReader(in),
+			Options{OnError: OnErrorSkip, Rejects: &rej, Workers: workers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "id,mass,velocity,momentum\n1,2,3,6\n6,4,5,20\n9,1,1,1\n"; out.String() != want {
+			t.Errorf("output %q, want %q", out.String(), want)
+		}
+		got, err := csv.NewReader(&rej).ReadAll()
+		if err != nil || !reflect.DeepEqual(got, wantRej) {
+			t.Errorf("rejects %q (%v), want %q", got, err, wantRej)
+		}
+		if st.RowsIn != 9 || st.RowsOut != 3 || st.RowsRejected != 6 {
+			t.Errorf("stats %+v", st)
+		}
+
+		st, err = Transform(context.Background(), io.Discard, strings.NewReader(in), Options{Workers: workers})
+		var perr *ParseError
+		if !errors.As(err, &perr) || !errors.Is(err, ErrBareQuote) || perr.Line != 3 || perr.Column != "velocity" || st.RowsIn != 1 {
+			t.Errorf("fail mode: %v, %+v; want a bare quote at line 3, column velocity, after 1 row", err, st)
+		}
+	}
+}
+
+// TestQuoteErrorsAcrossChunks: records with broken quotes, where quote
+// parity misleads, in an input of many chunks: each is read as it is
+// alone, whatever the reader and the workers.
+func TestQuoteErrorsAcrossChunks(t *testing.T) {
+	rows := []string{`1,"4"x,5"`, `2, "a`, `3,2,3"`, `4,"1` + "\n" + `2"z,3`, "5,2,\"x\ny\"", `6,7,8`, `7,"2"` + "\r" + `8",1`, `8,"",""`}
+	for _, quotes := range []QuoteMode{QuotesStrict, QuotesLazy} {
+		o := Options{OnError: OnErrorSkip, Rejects: io.Discard, Quotes: quotes}
+		var in, want bytes.Buffer
+		in.WriteString("id,mass,velocity\n")
+		var wantSt Stats
+		for i := range 150000 {
+			row := rows[i%len(rows)]
+			if quotes == QuotesLazy && (i%len(rows) == 1 || i%len(rows) == 3) {
+				row = rows[5] // these stay open in lazy mode
+			}
+			in.WriteString(row + "\n")
+			if i < len(rows) {
+				var out bytes.Buffer
+				st, err := Transform(context.Background(), &out, strings.NewReader("id,mass,velocity\n"+row+"\n"), o)
+				if err != nil || st.RowsIn != 1 {
+					t.Fatalf("%q alone: %v, %+v", row, err, st)
+				}
+				want.Write(bytes.TrimPrefix(out.Bytes(), []byte("id,mass,velocity,momentum\n")))
+				wantSt.RowsOut += st.RowsOut
+				wantSt.RowsRejected += st.RowsRejected
+			}
+		}
+		wantOut := "id,mass,velocity,momentum\n" + strings.Repeat(want.String(), 150000/len(rows))
+		for _, workers := range []int{1, 3} {
+			var out bytes.Buffer
+			o.Workers = workers
+			st, err := Transform(context.Background(), &out, iotest.HalfReader(bytes.NewReader(in.Bytes())), o)
+			if err != nil || st.BytesIn < 2*chunkSize || out.String() != wantOut ||
+				st.RowsOut != wantSt.RowsOut*150000/int64(len(rows)) || st.RowsRejected != wantSt.RowsRejected*150000/int64(len(rows)) {
+				t.Fatalf("%v, %d workers: %v, %+v; rows alone %+v", quotes, workers, err, st, wantSt)
+			}
+		}
+	}
+}
+
 func TestSkipModeStructuralStaysFatal(t *testing.T) {
-	for _, in := range []string{"mass,velocity\n1,x\n1,\"2\n", "mass,velocity\n1,x\n1,2\"\n", ""} {
+	for _, in := range []string{"mass,velocity\n1,x\n1,\"2\n", "mass,velocity\n1,x\n1,\"2\"x\n1,\"3\n", ""} {
 		var rej bytes.Buffer
 		_, err := Transform(context.Background(), &bytes.Buffer{}, strings.NewReader(in),
 			Options{OnError: OnErrorSkip, Rejects: &rej})

@@ -156,7 +156,7 @@ func (s *Service) maxAnswer() int {
 }
 
 // syncParams are the query parameters of POST /v1/momentum.
-var syncParams = []string{"decimals", "delimiter", "header", "mass", "velocity", "momentum", "on_error"}
+var syncParams = []string{"decimals", "delimiter", "header", "quotes", "mass", "velocity", "momentum", "on_error"}
 
 // syncOptions are the service's options, strict, with the request's
 // query parameters applied. A parameter it does not know, or given
@@ -206,6 +206,13 @@ func (s *Service) syncOptions(r *http.Request) (compute.Options, error) {
 			return o, fmt.Errorf("header=%q: %v", q.Get("header"), err)
 		}
 		o.Header = h
+	}
+	if q.Has("quotes") {
+		m, err := compute.ParseQuoteMode(q.Get("quotes"))
+		if err != nil {
+			return o, fmt.Errorf("quotes=%q: %v", q.Get("quotes"), err)
+		}
+		o.Quotes = m
 	}
 	if q.Has("on_error") {
 		switch v := q.Get("on_error"); v {

@@ -24,14 +24,14 @@ func envMap(m map[string]string) func(string) string {
 
 // allFlags are the flags the help must list, each as --name.
 var allFlags = []string{
-	"mass", "velocity", "momentum", "header", "delimiter", "decimals",
+	"mass", "velocity", "momentum", "header", "delimiter", "quotes", "decimals",
 	"on-error", "rejects", "max-record", "workers", "connections", "quiet", "version", "help",
 }
 
 // envFlags are the flags that can come from the environment: all but
 // help, h and version.
 var envFlags = []string{
-	"mass", "velocity", "momentum", "header", "delimiter", "decimals",
+	"mass", "velocity", "momentum", "header", "delimiter", "quotes", "decimals",
 	"on-error", "rejects", "max-record", "workers", "connections", "quiet",
 }
 
@@ -89,6 +89,8 @@ func TestParseCLIFlags(t *testing.T) {
 		{"delimiter word tab", []string{"--delimiter", "tab"}, func(t *testing.T, c *cliConfig) { wantDelim(t, c, '\t') }},
 		{"delimiter backslash t", []string{"--delimiter", `\t`}, func(t *testing.T, c *cliConfig) { wantDelim(t, c, '\t') }},
 		{"delimiter literal tab", []string{"--delimiter", "\t"}, func(t *testing.T, c *cliConfig) { wantDelim(t, c, '\t') }},
+		{"quotes strict", []string{"--quotes", "strict"}, func(t *testing.T, c *cliConfig) { wantQuotes(t, c, compute.QuotesStrict) }},
+		{"quotes lazy", []string{"--quotes=lazy"}, func(t *testing.T, c *cliConfig) { wantQuotes(t, c, compute.QuotesLazy) }},
 		{"decimals -1", []string{"--decimals", "-1"}, func(t *testing.T, c *cliConfig) { wantDecimals(t, c, false, 0) }},
 		{"decimals 0", []string{"--decimals", "0"}, func(t *testing.T, c *cliConfig) { wantDecimals(t, c, true, 0) }},
 		{"decimals 3", []string{"--decimals=3"}, func(t *testing.T, c *cliConfig) { wantDecimals(t, c, true, 3) }},
@@ -192,6 +194,13 @@ func wantDelim(t *testing.T, c *cliConfig, want byte) {
 	}
 }
 
+func wantQuotes(t *testing.T, c *cliConfig, want compute.QuoteMode) {
+	t.Helper()
+	if c.opts.Quotes != want {
+		t.Errorf("Quotes %v, want %v", c.opts.Quotes, want)
+	}
+}
+
 func wantDecimals(t *testing.T, c *cliConfig, fixed bool, n int) {
 	t.Helper()
 	if c.opts.FixedDecimals != fixed || c.opts.Decimals != n {
@@ -266,6 +275,8 @@ func TestUsageErrors(t *testing.T) {
 		{"delimiter quote", []string{"--delimiter", `"`}, []string{"--delimiter"}},
 		{"delimiter newline", []string{"--delimiter", "\n"}, []string{"--delimiter"}},
 		{"delimiter carriage return", []string{"--delimiter", "\r"}, []string{"--delimiter"}},
+		{"quotes bad", []string{"--quotes", "loose"}, []string{"--quotes", `"loose"`, "strict or lazy"}},
+		{"quotes empty", []string{"--quotes", ""}, []string{"--quotes"}},
 		{"decimals too large", []string{"--decimals", "101"}, []string{"--decimals", "101"}},
 		{"decimals below -1", []string{"--decimals", "-2"}, []string{"--decimals", "-2"}},
 		{"decimals not a number", []string{"--decimals", "three"}, []string{"decimals"}},
@@ -404,6 +415,7 @@ func TestEnv(t *testing.T) {
 		{"delimiter", map[string]string{"MOMENTUM_DELIMITER": ";"}, nil, func(t *testing.T, c *cliConfig) { wantDelim(t, c, ';') }},
 		{"delimiter tab", map[string]string{"MOMENTUM_DELIMITER": "tab"}, nil, func(t *testing.T, c *cliConfig) { wantDelim(t, c, '\t') }},
 		{"header", map[string]string{"MOMENTUM_HEADER": "no"}, nil, func(t *testing.T, c *cliConfig) { wantHeader(t, c, compute.HeaderAbsent) }},
+		{"quotes", map[string]string{"MOMENTUM_QUOTES": "lazy"}, nil, func(t *testing.T, c *cliConfig) { wantQuotes(t, c, compute.QuotesLazy) }},
 		{"workers", map[string]string{"MOMENTUM_WORKERS": "2"}, nil, func(t *testing.T, c *cliConfig) {
 			if c.opts.Workers != 2 {
 				t.Errorf("Workers %d", c.opts.Workers)
@@ -506,6 +518,7 @@ func TestEnvUsageErrors(t *testing.T) {
 		{"max-record zero", "MOMENTUM_MAX_RECORD", "0", nil},
 		{"delimiter two bytes", "MOMENTUM_DELIMITER", "ab", nil},
 		{"header bad", "MOMENTUM_HEADER", "maybe", nil},
+		{"quotes bad", "MOMENTUM_QUOTES", "loose", nil},
 		{"workers negative", "MOMENTUM_WORKERS", "-1", nil},
 		{"blank mass", "MOMENTUM_MASS", "  ", nil},
 		{"rejects without skip", "MOMENTUM_REJECTS", "r.csv", []string{"in.csv", "out.csv"}},

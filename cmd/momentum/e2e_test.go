@@ -197,6 +197,8 @@ func TestE2EGolden(t *testing.T) {
 		{"semicolon", "semicolon.csv", "semicolon.golden", []string{"--delimiter", ";", "--mass", "Masse", "--velocity", "Geschwindigkeit"}, nil, 2},
 		{"semicolon from env", "semicolon.csv", "semicolon.golden", nil,
 			[]string{"MOMENTUM_DELIMITER=;", "MOMENTUM_MASS=masse", "MOMENTUM_VELOCITY=GESCHWINDIGKEIT"}, 2},
+		{"lazy quotes", "lazy-quotes.csv", "lazy-quotes.golden", []string{"--quotes", "lazy"}, nil, 6},
+		{"lazy quotes from env", "lazy-quotes.csv", "lazy-quotes.golden", []string{"--workers", "1"}, []string{"MOMENTUM_QUOTES=lazy"}, 6},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -705,6 +707,29 @@ func TestE2ESkip(t *testing.T) {
 		}
 		if rej := readRejects(t, rejects); len(rej) != 0 {
 			t.Errorf("rejects %+v, want none", rej)
+		}
+	})
+
+	t.Run("strict quotes: rows rejected, reading goes on", func(t *testing.T) {
+		t.Parallel()
+		_, outDir := ioDirs(t)
+		in, out := testdata(t, "lazy-quotes.csv"), filepath.Join(outDir, "out.csv")
+		r := momentum(t, nil, "--on-error", "skip", in, out)
+		if r.code != 0 {
+			t.Fatalf("exit %d stderr %q", r.code, r.stderr)
+		}
+		wantSummary(t, r.stderr, 1, 5)
+		if got, want := string(readFile(t, out)), "station,position,note,mass,velocity,momentum\nParis,48.8566 2.3522,decimal degrees,1,1,1\n"; got != want {
+			t.Errorf("output %q, want %q", got, want)
+		}
+		rej := readRejects(t, filepath.Join(outDir, "out.rejects.csv"))
+		if len(rej) != 5 {
+			t.Fatalf("rejects %+v, want 5", rej)
+		}
+		for i, station := range []string{"Lyon", "Nantes", "Brest", "Dijon", "Metz"} {
+			if rr := rej[i]; rr.Line != i+2 || rr.Column != "position" || rr.Reason != `bare " in unquoted field` || !strings.HasPrefix(rr.Record, station+",") {
+				t.Errorf("reject %d: %+v", i, rr)
+			}
 		}
 	})
 

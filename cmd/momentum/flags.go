@@ -15,6 +15,7 @@ type kernelFlags struct {
 	opts      compute.Options
 	header    string
 	delimiter string
+	quotes    string
 	onError   string
 	maxRecord string
 	decimals  int
@@ -26,12 +27,13 @@ type kernelFlags struct {
 const maxConnections = 64
 
 func addKernelFlags(fs *flag.FlagSet) *kernelFlags {
-	k := &kernelFlags{header: "auto", delimiter: ",", onError: "fail", maxRecord: "16MiB", decimals: -1}
+	k := &kernelFlags{header: "auto", delimiter: ",", quotes: "strict", onError: "fail", maxRecord: "16MiB", decimals: -1}
 	fs.StringVar(&k.opts.MassColumn, "mass", compute.DefaultMassColumn, "header name of the mass column (ASCII case-insensitive)")
 	fs.StringVar(&k.opts.VelocityColumn, "velocity", compute.DefaultVelocityColumn, "header name of the velocity column")
 	fs.StringVar(&k.opts.MomentumColumn, "momentum", compute.DefaultMomentumColumn, "name of the added column")
 	fs.StringVar(&k.header, "header", k.header, "whether the first record is a header: auto, yes or no\n(auto: headerless when it names no column and starts with two numbers)")
 	fs.StringVar(&k.delimiter, "delimiter", k.delimiter, "field delimiter: one byte such as ';', or 'tab'")
+	fs.StringVar(&k.quotes, "quotes", k.quotes, "how quotes RFC 4180 does not allow are read: strict (the row is bad)\nor lazy (as data, as Go's encoding/csv LazyQuotes: 5'10\" passes)")
 	fs.IntVar(&k.decimals, "decimals", k.decimals, "print momentum with N fixed decimals; -1 prints the shortest exact form")
 	fs.StringVar(&k.onError, "on-error", k.onError, "what a bad row does: fail (stop at the first) or skip (write it to the rejects file)")
 	fs.StringVar(&k.maxRecord, "max-record", k.maxRecord, "largest record accepted, e.g. 1048576, 512KiB, 64MiB")
@@ -125,6 +127,9 @@ func (k *kernelFlags) options(source map[string]string) (compute.Options, error)
 	}
 	if o.Delimiter, err = compute.ParseDelimiter(k.delimiter); err != nil {
 		return o, bad("delimiter", "%q: %v", k.delimiter, err)
+	}
+	if o.Quotes, err = compute.ParseQuoteMode(k.quotes); err != nil {
+		return o, bad("quotes", "%q: %v", k.quotes, err)
 	}
 	switch {
 	case k.decimals == -1:

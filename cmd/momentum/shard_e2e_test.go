@@ -348,37 +348,44 @@ func TestShardedJobLocal(t *testing.T) {
 		t.Errorf("--help: %+v", r)
 	}
 
-	// Skip mode: the rejects of the parts, joined, are the single run's.
+	// Skip mode: the rejects of the parts, joined, are the single run's,
+	// bare quotes in strict mode among them, in either quote mode.
 	mixed := filepath.Join(dir, "mixed.csv")
 	data := shardInput(1 << 20)
 	for i, row := range regexp.MustCompile(`\n\d+,`).FindAll(data, -1) {
-		if i%700 == 100 { // a bad mass now and then
+		switch i % 700 {
+		case 100: // a bad mass now and then
 			data = bytes.Replace(data, row, append(append([]byte{}, row...), 'x'), 1)
+		case 400: // a bare quote
+			data = bytes.Replace(data, row, append(append([]byte{}, row...), `5'10",`...), 1)
 		}
 	}
 	if err := os.WriteFile(mixed, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	wantRejects := filepath.Join(dir, "single.rejects.csv")
-	single := momentum(t, nil, "--on-error", "skip", "--rejects", wantRejects, mixed)
-	if single.code != 0 || !strings.Contains(string(readFile(t, wantRejects)), "not a decimal number") {
-		t.Fatalf("single run: %+v", single)
-	}
-	skipParts := filepath.Join(dir, "skip") + "/"
-	for i := range 3 {
-		if r := momentumEnv(t, nil, nil, "job", "--on-error", "skip", "--input", mixed, "--output", skipParts, "--shard", fmt.Sprintf("%d/3", i)); r.code != 0 {
-			t.Fatalf("task %d: %+v", i, r)
+	for _, quotes := range []string{"strict", "lazy"} {
+		wantRejects := filepath.Join(dir, quotes+".rejects.csv")
+		single := momentum(t, nil, "--on-error", "skip", "--quotes", quotes, "--rejects", wantRejects, mixed)
+		if rej := string(readFile(t, wantRejects)); single.code != 0 || !strings.Contains(rej, "not a decimal number") ||
+			strings.Contains(rej, "bare") != (quotes == "strict") {
+			t.Fatalf("single run, %s quotes: %+v\n%s", quotes, single, rej)
 		}
-	}
-	joined := filepath.Join(dir, "mixed.momentum.csv")
-	if r := momentumEnv(t, nil, nil, "merge", "--into", joined, skipParts); r.code != 0 || !strings.Contains(r.stdout, "rejects joined into") {
-		t.Fatalf("merge: %+v", r)
-	}
-	if string(readFile(t, joined)) != single.stdout {
-		t.Error("joined output differs from the single run's")
-	}
-	if got, want := readFile(t, filepath.Join(dir, "mixed.momentum.rejects.csv")), readFile(t, wantRejects); !bytes.Equal(got, want) {
-		t.Errorf("joined rejects differ from the single run's:\n%s\nwant:\n%s", got, want)
+		skipParts := filepath.Join(dir, "skip-"+quotes) + "/"
+		for i := range 3 {
+			if r := momentumEnv(t, []string{"MOMENTUM_QUOTES=" + quotes}, nil, "job", "--on-error", "skip", "--input", mixed, "--output", skipParts, "--shard", fmt.Sprintf("%d/3", i)); r.code != 0 {
+				t.Fatalf("task %d: %+v", i, r)
+			}
+		}
+		joined := filepath.Join(dir, "mixed-"+quotes+".csv")
+		if r := momentumEnv(t, nil, nil, "merge", "--into", joined, skipParts); r.code != 0 || !strings.Contains(r.stdout, "rejects joined into") {
+			t.Fatalf("merge: %+v", r)
+		}
+		if string(readFile(t, joined)) != single.stdout {
+			t.Errorf("%s quotes: joined output differs from the single run's", quotes)
+		}
+		if got, want := readFile(t, filepath.Join(dir, "mixed-"+quotes+".rejects.csv")), readFile(t, wantRejects); !bytes.Equal(got, want) {
+			t.Errorf("%s quotes: joined rejects differ from the single run's:\n%s\nwant:\n%s", quotes, got, want)
+		}
 	}
 }
 
