@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -90,7 +91,7 @@ func (f *s3Faults) wrap(next http.Handler) http.Handler {
 				return
 			}
 			if stalls {
-				w = &stallingWriter{ResponseWriter: w, left: stall, stall: f.stallFor, done: r.Context().Done()}
+				w = &stallingWriter{ResponseWriter: w, left: stall - rangeStart(r), stall: f.stallFor, done: r.Context().Done()}
 			}
 		}
 		next.ServeHTTP(w, r)
@@ -99,6 +100,22 @@ func (f *s3Faults) wrap(next http.Handler) http.Handler {
 
 // stallingWriter sends the first bytes of a body, then waits; onStall,
 // if set, is called as it starts waiting.
+// rangeStart is the first byte a GET asks for: its Range header's start,
+// or 0. A stall set at an offset of the object thus holds up whichever
+// ranged read reaches it, as it would a single stream.
+func rangeStart(r *http.Request) int64 {
+	spec, ok := strings.CutPrefix(r.Header.Get("Range"), "bytes=")
+	if !ok {
+		return 0
+	}
+	start, _, _ := strings.Cut(spec, "-")
+	n, err := strconv.ParseInt(start, 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
 type stallingWriter struct {
 	http.ResponseWriter
 	left    int64

@@ -64,11 +64,13 @@ func startGCSFake(t *testing.T) *gcsFake {
 			at, stalls := g.stallAt[name]
 			g.mu.Unlock()
 			if stalls {
-				w = &stallingWriter{ResponseWriter: w, left: at, stall: time.Hour, done: r.Context().Done(),
+				w = &stallingWriter{ResponseWriter: w, left: at - rangeStart(r), stall: time.Hour, done: r.Context().Done(),
 					onStall: func() { stallOnce.Do(func() { close(g.stalled) }) }}
 			}
 		}
-		if strings.HasPrefix(r.URL.Path, "/upload/") && r.URL.Query().Has("upload_id") && r.Header.Get("Content-Range") != "" {
+		// A chunk of a resumable upload, or a part of a parallel one.
+		if strings.HasPrefix(r.URL.Path, "/upload/") && (r.URL.Query().Has("upload_id") && r.Header.Get("Content-Range") != "" ||
+			r.URL.Query().Get("uploadType") == "multipart") {
 			g.mu.Lock()
 			g.chunks++
 			g.mu.Unlock()
