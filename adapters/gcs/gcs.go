@@ -278,8 +278,8 @@ func (s *Store) NewReader(ctx context.Context, key string, o compute.ReadOptions
 		info.ETag = attrs.Etag
 	}
 	length := o.Length
-	if length < 0 || length == 0 && o.Offset == 0 {
-		length = -1 // to the end, as compute.ReadOptions says
+	if length <= 0 {
+		length = -1 // to the end
 	}
 	r, err := obj.NewRangeReader(ctx, o.Offset, length)
 	if err != nil {
@@ -294,7 +294,7 @@ func (s *Store) NewReader(ctx context.Context, key string, o compute.ReadOptions
 		// Attrs.Size is the whole object's, also for a range.
 		info.Size = r.Attrs.Size
 		end := r.Attrs.Size
-		if length >= 0 && o.Offset+length < end {
+		if length > 0 && o.Offset+length < end {
 			end = o.Offset + length
 		}
 		rd.want = max(end-o.Offset, 0)

@@ -142,7 +142,7 @@ func (s *Store) NewReader(ctx context.Context, key string, o compute.ReadOptions
 			return nil, info, err
 		}
 	}
-	if o.Length > 0 || o.Length == 0 && o.Offset > 0 {
+	if o.Length > 0 {
 		r = io.LimitReader(f, o.Length)
 	}
 	return readCloser{r, f}, info, nil

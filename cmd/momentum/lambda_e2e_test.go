@@ -576,11 +576,19 @@ func TestLambdaUnderEmulator(t *testing.T) {
 			if inv.ErrorType != "" || inv.Objects == nil || len(inv.Objects) != 0 {
 				t.Errorf("%s: %+v, want success with an empty list of objects", payload, inv)
 			}
+			// The emulator relays the function's log after it answers:
+			// wait for the line a little.
 			var errs []map[string]any
-			for _, line := range strings.Split(f.output.String(), "\n") {
-				var rec map[string]any
-				if json.Unmarshal([]byte(line), &rec) == nil && rec["level"] == "ERROR" && rec["payload"] == payload {
-					errs = append(errs, rec)
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				errs = errs[:0]
+				for _, line := range strings.Split(f.output.String(), "\n") {
+					var rec map[string]any
+					if json.Unmarshal([]byte(line), &rec) == nil && rec["level"] == "ERROR" && rec["payload"] == payload {
+						errs = append(errs, rec)
+					}
+				}
+				if len(errs) > 0 || time.Now().After(deadline) {
+					break
 				}
 			}
 			if len(errs) != 1 || errs[0]["requestId"] == "" || errs[0]["requestId"] == nil {
