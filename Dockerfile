@@ -9,8 +9,14 @@
 # its tests check that the two agree (entrypoint, user, env, labels, go build
 # command).
 
-# The builder runs on the build machine's platform and cross-compiles.
-FROM --platform=$BUILDPLATFORM golang:1.26.8-bookworm AS build
+# The builder runs on the build machine's platform and cross-compiles. Its
+# base is pinned by digest as well as tag, so a rebuild uses the bytes that
+# were reviewed: the digest of the golang:1.26.8-bookworm image index (every
+# platform), as docker-library/repo-info publishes it. The tag's Go release is
+# the one go.mod names (dockerfile_test.go checks both). To refresh, take the
+# "Digest:" line of
+#   docker buildx imagetools inspect golang:1.26.8-bookworm
+FROM --platform=$BUILDPLATFORM golang:1.26.8-bookworm@sha256:f4191582e1522dfc5980a6bdc0309a756f9697f3e7d0f199c7e26fc82ab324fd AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod \
@@ -22,7 +28,8 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
     go build -trimpath -buildvcs=false -tags disable_grpc_modules,lambda.norpc -ldflags='-s -w' -o /out/momentum ./cmd/momentum
 
-# No shell, no package manager, no CA bundle: the binary embeds fallback roots
+# No shell, no package manager, no CA bundle: the binary embeds Mozilla's
+# roots and parses them at its first connection when the system has none
 # (cmd/momentum/roots.go). One layer, holding the one binary.
 FROM scratch
 LABEL org.opencontainers.image.source="https://github.com/momentum-run/momentum" \

@@ -118,6 +118,39 @@ func TestTemplate(t *testing.T) {
 		checkBounded(t, params, fnID+".Timeout", props["Timeout"], 1, 900)
 	})
 
+	t.Run("concurrency reserved and capped from a parameter", func(t *testing.T) {
+		// Either !Ref PARAM, or !If [COND, !Ref PARAM, !Ref AWS::NoValue]
+		// where COND is !Not [!Equals [!Ref PARAM, "0"]]: 0 reserves none.
+		v := props["ReservedConcurrentExecutions"]
+		if branches := asList(asMap(v)["Fn::If"]); len(branches) == 3 {
+			cond, _ := branches[0].(string)
+			name, _ := refName(branches[1])
+			want := map[string]any{"Fn::Not": []any{map[string]any{"Fn::Equals": []any{map[string]any{"Ref": name}, "0"}}}}
+			if got := asMap(tpl["Conditions"])[cond]; !reflect.DeepEqual(got, want) {
+				t.Errorf("condition %s = %v, want !Not [!Equals [!Ref %s, \"0\"]]", cond, got, name)
+			}
+			if n, _ := refName(branches[2]); n != "AWS::NoValue" {
+				t.Errorf("%s.ReservedConcurrentExecutions: the else branch is %v, want !Ref AWS::NoValue", fnID, branches[2])
+			}
+			v = branches[1]
+		}
+		name, ok := refName(v)
+		p := asMap(params[name])
+		if !ok || p == nil {
+			t.Fatalf("%s.ReservedConcurrentExecutions = %v, want !Ref to a parameter (or !If on it)", fnID, props["ReservedConcurrentExecutions"])
+		}
+		checkBounded(t, params, fnID+".ReservedConcurrentExecutions", v, 0, 1000)
+		// A burst must not take the account's default 1,000, nor a
+		// default deploy starve the other functions.
+		if def, _ := number(p["Default"]); def < 1 || def > 100 {
+			t.Errorf("parameter %s: Default = %v, want 1 to 100", name, p["Default"])
+		}
+		// Throttled events wait in the async queue up to this age.
+		if n, _ := number(asMap(props["EventInvokeConfig"])["MaximumEventAgeInSeconds"]); n != 21600 {
+			t.Errorf("EventInvokeConfig.MaximumEventAgeInSeconds = %v, want 21600: throttled events are retried for 6 hours", n)
+		}
+	})
+
 	t.Run("memory bounded", func(t *testing.T) {
 		checkBounded(t, params, fnID+".MemorySize", props["MemorySize"], 128, 10240)
 	})

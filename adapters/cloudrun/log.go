@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Keys of the log fields Cloud Logging reads from a JSON line.
@@ -72,12 +73,18 @@ func severity(l slog.Level) string {
 	return "DEBUG"
 }
 
+// The trace headers' patterns, compiled at the first request rather than at
+// every start of the binary, which is often not a service.
 var (
 	// X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS, the span id in
 	// decimal.
-	cloudTrace = regexp.MustCompile(`^([0-9a-fA-F]{32})(?:/([0-9]+))?(?:;o=([01]))?`)
+	cloudTrace = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^([0-9a-fA-F]{32})(?:/([0-9]+))?(?:;o=([01]))?`)
+	})
 	// W3C traceparent: VERSION-TRACE_ID-SPAN_ID-FLAGS, in lower-case hex.
-	traceparent = regexp.MustCompile(`^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})`)
+	traceparent = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})`)
+	})
 )
 
 // requestLogger is the service's logger with the request's trace, from
@@ -88,11 +95,11 @@ func (s *Service) requestLogger(r *http.Request) *slog.Logger {
 	log := s.logger()
 	var trace, span string
 	sampled := false
-	if m := traceparent.FindStringSubmatch(r.Header.Get("traceparent")); m != nil {
+	if m := traceparent().FindStringSubmatch(r.Header.Get("traceparent")); m != nil {
 		trace, span = m[1], m[2]
 		flags, _ := strconv.ParseUint(m[3], 16, 8)
 		sampled = flags&1 == 1
-	} else if m := cloudTrace.FindStringSubmatch(r.Header.Get("X-Cloud-Trace-Context")); m != nil {
+	} else if m := cloudTrace().FindStringSubmatch(r.Header.Get("X-Cloud-Trace-Context")); m != nil {
 		trace = strings.ToLower(m[1])
 		if n, err := strconv.ParseUint(m[2], 10, 64); err == nil && n != 0 {
 			span = fmt.Sprintf("%016x", n)

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/version"
 	"os"
 	"os/exec"
 	"path"
@@ -271,7 +272,40 @@ func (s stage) the(cmd string) (*instruction, string) {
 var (
 	versionTag = regexp.MustCompile(`^[^@$]+:[^@$]*\b[0-9]+\.[0-9]+\.[0-9]+\b[^@$]*(@sha256:[0-9a-f]{64})?$`)
 	digestRef  = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
+	// sha256Digest is an image digest, what follows the @ of a reference.
+	sha256Digest = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	// golangTag captures the Go release of an official golang image.
+	golangTag = regexp.MustCompile(`^(?:docker\.io/)?(?:library/)?golang:([0-9]+\.[0-9]+\.[0-9]+)(?:-[a-z0-9.]+)?(?:@|$)`)
 )
+
+// builderGoProblem says what is wrong with the Go release of the builder
+// image base for go.mod, "" when nothing: a golang:X.Y.Z image must hold the
+// release go.mod's toolchain line names or, without one, a release of the go
+// line's language version, no older than it. The image is what `go build`
+// runs with GOTOOLCHAIN=local, so the two must agree.
+func builderGoProblem(base, gomod string) string {
+	m := golangTag.FindStringSubmatch(base)
+	if m == nil {
+		return fmt.Sprintf("builder FROM %s: want an official golang:X.Y.Z image", base)
+	}
+	image := "go" + m[1]
+	var goLine, toolchain string
+	for _, line := range strings.Split(gomod, "\n") {
+		switch f := strings.Fields(line); {
+		case len(f) == 2 && f[0] == "go":
+			goLine = "go" + f[1]
+		case len(f) == 2 && f[0] == "toolchain":
+			toolchain = f[1]
+		}
+	}
+	switch {
+	case toolchain != "" && image != toolchain:
+		return fmt.Sprintf("builder FROM %s: Go %s, but go.mod says toolchain %s", base, m[1], toolchain)
+	case toolchain == "" && (goLine == "" || version.Lang(image) != version.Lang(goLine) || version.Compare(image, goLine) < 0):
+		return fmt.Sprintf("builder FROM %s: Go %s, but go.mod says go %s", base, m[1], strings.TrimPrefix(goLine, "go"))
+	}
+	return ""
+}
 
 // dockerfileProblems returns what is wrong with a Dockerfile for the
 // momentum image.
@@ -355,8 +389,16 @@ func dockerfileProblems(src string) []string {
 	if builder == nil {
 		return problems
 	}
-	if b := builder.base; strings.HasSuffix(b, ":latest") || !versionTag.MatchString(b) {
+	b := builder.base
+	tag, digest, pinned := strings.Cut(b, "@")
+	if strings.HasSuffix(tag, ":latest") || !versionTag.MatchString(tag) {
 		bad("line %d: builder FROM %s: want an exact version tag such as golang:1.26.8-bookworm", builder.from.line, b)
+	}
+	switch {
+	case !pinned:
+		bad("line %d: builder FROM %s: want it pinned by digest as well, %s@sha256:DIGEST (docker buildx imagetools inspect %s)", builder.from.line, b, tag, tag)
+	case !sha256Digest.MatchString(digest):
+		bad("line %d: builder FROM %s: the digest is not sha256: and 64 lower-case hex digits", builder.from.line, b)
 	}
 	if g, err := findGoBuild(*builder); err == nil {
 		if !slices.Contains(g.env, "CGO_ENABLED=0") {
@@ -384,6 +426,36 @@ func TestDockerfile(t *testing.T) {
 	for _, p := range dockerfileProblems(src) {
 		t.Error(p)
 	}
+	stages, err := parseDockerfile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := builderGoProblem(stages[0].base, readRepoFile(t, "go.mod")); p != "" {
+		t.Error(p)
+	}
+}
+
+func TestBuilderGoProblem(t *testing.T) {
+	const pinned = "golang:1.26.8-bookworm@sha256:f4191582e1522dfc5980a6bdc0309a756f9697f3e7d0f199c7e26fc82ab324fd"
+	tests := []struct {
+		base, gomod, want string
+	}{
+		{pinned, "module m\n\ngo 1.26.0\n", ""},
+		{"golang:1.26.8", "go 1.26.8\n", ""},
+		{"docker.io/library/golang:1.26.8-bookworm", "go 1.26.0\ntoolchain go1.26.8\n", ""},
+		{pinned, "go 1.26.0\ntoolchain go1.26.9\n", "but go.mod says toolchain go1.26.9"},
+		{pinned, "go 1.26.9\n", "but go.mod says go 1.26.9"},
+		{pinned, "go 1.27.0\n", "but go.mod says go 1.27.0"},
+		{"golang:1.25.9-bookworm", "go 1.26.0\n", "but go.mod says go 1.26.0"},
+		{"golang:1.26-bookworm", "go 1.26.0\n", "want an official golang:X.Y.Z image"},
+		{"example.com/golang:1.26.8", "go 1.26.0\n", "want an official golang:X.Y.Z image"},
+	}
+	for _, tt := range tests {
+		got := builderGoProblem(tt.base, tt.gomod)
+		if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
+			t.Errorf("builderGoProblem(%q, %q) = %q, want %q", tt.base, tt.gomod, got, tt.want)
+		}
+	}
 }
 
 // TestDockerfileProblems breaks the Dockerfile in turn in each way
@@ -394,9 +466,13 @@ func TestDockerfileProblems(t *testing.T) {
 		name, old, new, want string
 	}{
 		{"one stage", "FROM scratch\n", "", "stages, want a builder"},
-		{"builder latest", "golang:1.26.8-bookworm", "golang:latest", "want an exact version tag"},
-		{"builder minor only", "golang:1.26.8-bookworm", "golang:1.26-bookworm", "want an exact version tag"},
-		{"builder from variable", "golang:1.26.8-bookworm", "golang:$GO_VERSION", "want an exact version tag"},
+		{"builder latest", "golang:1.26.8-bookworm@", "golang:latest@", "want an exact version tag"},
+		{"builder minor only", "golang:1.26.8-bookworm@", "golang:1.26-bookworm@", "want an exact version tag"},
+		{"builder from variable", "golang:1.26.8-bookworm@", "golang:$GO_VERSION@", "want an exact version tag"},
+		{"builder without digest", "-bookworm@sha256:", "-bookworm@", "the digest is not sha256:"},
+		{"builder short digest", "c82ab324fd AS build", " AS build", "the digest is not sha256:"},
+		{"builder upper-case digest", "@sha256:f4191582e", "@sha256:F4191582E", "the digest is not sha256:"},
+		{"builder tag only", "-bookworm@sha256:f4191582e1522dfc5980a6bdc0309a756f9697f3e7d0f199c7e26fc82ab324fd", "-bookworm", "want it pinned by digest as well"},
 		{"final base with a shell", "FROM scratch", "FROM debian:12.8", "want scratch, or a distroless"},
 		{"final distroless unpinned", "FROM scratch", "FROM gcr.io/distroless/static-debian12:nonroot", "want scratch, or a distroless"},
 		{"root user", "USER 65532:65532", "USER 0:0", "want a numeric uid other than 0"},

@@ -85,6 +85,7 @@ func runLambda(ctx context.Context, args []string, getenv func(string) string, s
 	h := &awslambda.Handler{
 		Route: c.route,
 		Bucket: cachedBuckets(func(ctx context.Context, name string) (compute.Store, error) {
+			useFallbackRootsIfNone()
 			return s3.New(ctx, name, s3.WithUploadConcurrency(c.readAhead.Connections))
 		}),
 		Options:   c.opts,

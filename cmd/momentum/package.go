@@ -656,6 +656,7 @@ func fromRegistry(ctx context.Context, ref string, platform v1.Platform, explici
 	if err != nil {
 		return nil, fmt.Errorf("%s: not a file, an OCI layout or a registry reference (%v)", ref, err)
 	}
+	useFallbackRootsIfNone()
 	desc, err := remote.Get(r, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain),
 		remote.WithUserAgent("momentum-package-lambda"))
 	if err != nil && !explicit {

@@ -72,6 +72,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	svc := &cloudrun.Service{
 		Route: c.route,
 		Bucket: cachedBuckets(func(ctx context.Context, name string) (compute.Store, error) {
+			useFallbackRootsIfNone()
 			return gcs.New(ctx, name, gcs.WithUploadConcurrency(c.readAhead.Connections))
 		}),
 		Options:   c.opts,

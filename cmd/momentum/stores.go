@@ -128,6 +128,7 @@ func (s *storeSet) bucket(ctx context.Context, scheme, bucket string) (compute.S
 	if store, ok := s.buckets[id]; ok {
 		return store, nil
 	}
+	useFallbackRootsIfNone()
 	var store compute.Store
 	switch scheme {
 	case "s3":
