@@ -11,9 +11,9 @@ import (
 // the binary, when the system has none (an image without a CA bundle). Call it
 // before the first connection to a cloud; calls after the first do nothing.
 //
-// The system's roots come first: the image carries
-// /etc/ssl/certs/ca-certificates.crt, Lambda's provided.al2023 has its own, and
-// SSL_CERT_FILE or SSL_CERT_DIR name others. The embedded bundle is parsed only
+// The system's roots come first: Lambda's provided.al2023 and most hosts have
+// them, and SSL_CERT_FILE or SSL_CERT_DIR name others; the image, FROM
+// scratch, has none and uses the embedded ones. The embedded bundle is parsed only
 // when they give none, so a start that never connects (the CLI on local files,
 // --version) and a start on a system with roots pay nothing for it.
 var useFallbackRootsIfNone = sync.OnceFunc(func() {
