@@ -18,7 +18,8 @@ const mergeUsage = `Usage: momentum merge [--into LOCATION] FOLDER/
 Checks the parts a sharded job wrote in FOLDER/ (part-00000.csv ... and
 their manifests): all present, from one run over one version of one input
 with the same settings, tiling the input, each of the size its manifest
-gives. With --into, it then joins them, in order, into one object of the
+gives; in skip mode, each part's rejects file read back holds as many
+rejects as its manifest counts. With --into, it then joins them, in order, into one object of the
 same bucket or file system: Cloud Storage compose, S3 multipart copy, or a
 local copy, so the data does not come through this machine from the
 cloud; an S3-compatible server without multipart copy (such as gofakes3)
