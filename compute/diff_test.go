@@ -113,7 +113,7 @@ func FuzzTransform(f *testing.F) {
 			}
 			run := func(workers int) (string, string, Stats, error) {
 				var out, rej bytes.Buffer
-				o.Workers, o.Rejects = workers, &rej
+				o.Workers, o.Rejects, o.NewRejectWriter = workers, &rej, newCSVRejects
 				st, err := Transform(context.Background(), &out, bytes.NewReader(in), o)
 				return out.String(), rej.String(), st, err
 			}
@@ -308,7 +308,7 @@ func TestQuotesMatchEncodingCSV(t *testing.T) {
 				b.WriteString("\n")
 			}
 		}
-		o := Options{OnError: OnErrorSkip, Rejects: io.Discard, Workers: 1 + trial%3}
+		o := Options{OnError: OnErrorSkip, Rejects: io.Discard, NewRejectWriter: newCSVRejects, Workers: 1 + trial%3}
 		if lazy {
 			o.Quotes = QuotesLazy
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/momentum-run/momentum/adapters/local"
+	"github.com/momentum-run/momentum/adapters/rejects"
 	"github.com/momentum-run/momentum/adapters/storetest"
 	"github.com/momentum-run/momentum/compute"
 )
@@ -131,7 +132,7 @@ func TestJobBadDataReported(t *testing.T) {
 
 func TestJobSkipMode(t *testing.T) {
 	j, s := newJob(t, "mass,velocity\n2,3\n4,x\n")
-	j.Options.OnError = compute.OnErrorSkip
+	j.Options.OnError, j.Options.NewRejectWriter = compute.OnErrorSkip, rejects.NewWriter
 	res, err := j.Run(context.Background())
 	if err != nil || res.Outcome != compute.Done || res.Stats.RowsRejected != 1 {
 		t.Fatalf("%+v, %v", res, err)
@@ -207,7 +208,7 @@ func TestJobReadAhead(t *testing.T) {
 		j, s := newJob(t, in)
 		j.ReadAhead = compute.ReadAhead{Connections: 3, RangeSize: 50}
 		if skip {
-			j.Options.OnError = compute.OnErrorSkip
+			j.Options.OnError, j.Options.NewRejectWriter = compute.OnErrorSkip, rejects.NewWriter
 		}
 		res, err := j.Run(context.Background())
 		if err != nil || res.Outcome != compute.Done || res.Stats.BytesIn != int64(len(in)) {

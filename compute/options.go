@@ -133,11 +133,14 @@ type Options struct {
 	Quotes         QuoteMode // how quotes RFC 4180 does not allow are read
 	// FixedDecimals prints momentum with Decimals fixed decimals (0..100)
 	// instead of the shortest form that parses back to the same float64.
-	FixedDecimals  bool
-	Decimals       int
-	OnError        ErrorMode
-	Rejects        io.Writer // receives the rejects CSV in OnErrorSkip mode
-	MaxRecordBytes int       // largest record accepted, in bytes; default 16 MiB
+	FixedDecimals bool
+	Decimals      int
+	OnError       ErrorMode
+	// Rejects receives the rejects file in OnErrorSkip mode, written by
+	// the RejectWriter that NewRejectWriter makes of it.
+	Rejects         io.Writer
+	NewRejectWriter func(io.Writer) RejectWriter
+	MaxRecordBytes  int // largest record accepted, in bytes; default 16 MiB
 	// Workers is the number of goroutines computing rows: by default
 	// GOMAXPROCS, and at most MaxWorkersPerCPU×GOMAXPROCS, since the work
 	// is bound by the CPU and each worker holds chunks in memory.
@@ -177,8 +180,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.FixedDecimals && (o.Decimals < 0 || o.Decimals > 100) {
 		return o, fmt.Errorf("compute: decimals %d out of range 0..100", o.Decimals)
 	}
-	if o.OnError == OnErrorSkip && o.Rejects == nil {
-		return o, errors.New("compute: OnErrorSkip needs a Rejects writer")
+	if o.OnError == OnErrorSkip && (o.Rejects == nil || o.NewRejectWriter == nil) {
+		return o, errors.New("compute: OnErrorSkip needs Rejects and NewRejectWriter")
 	}
 	if equalFoldASCII([]byte(o.MassColumn), []byte(o.VelocityColumn)) ||
 		equalFoldASCII([]byte(o.MassColumn), []byte(o.MomentumColumn)) ||

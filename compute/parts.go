@@ -520,6 +520,14 @@ func Merge(ctx context.Context, s Store, prefix, into, rejectsInto string) (Merg
 	if err != nil || into == "" {
 		return res, err
 	}
+	return Join(ctx, s, prefix, res, into, rejectsInto)
+}
+
+// Join is the second half of Merge, for callers that check more than
+// CheckParts does in between: it joins the parts of res, which
+// CheckParts returned for prefix, into into, and their rejects into
+// rejectsInto.
+func Join(ctx context.Context, s Store, prefix string, res MergeResult, into, rejectsInto string) (MergeResult, error) {
 	c, ok := s.(Composer)
 	if !ok {
 		return res, errors.New("compute: this store cannot compose objects")

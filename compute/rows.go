@@ -68,23 +68,14 @@ func (s *rowSpec) skipUnquoted(in []byte, i int) int {
 	return i
 }
 
-// reject is one bad row found in skip mode. record points into the
-// chunk's input buffer, which lives until the writer has used it.
-type reject struct {
-	line   int64 // relative to the chunk's first line
-	column string
-	reason string
-	record []byte
-}
-
 // chunkResult is what processing one chunk produced.
 type chunkResult struct {
 	out      []byte
 	rowsIn   int64
 	rowsOut  int64
 	rejected int64
-	lines    int64 // physical lines the chunk spans ('\n' bytes consumed)
-	rejects  []reject
+	lines    int64       // physical lines the chunk spans ('\n' bytes consumed)
+	rejects  []Reject    // Line relative to the chunk's first line
 	err      *ParseError // Line relative to the chunk's first line
 
 	// Set only when processing a partial chunk (see process).
@@ -302,7 +293,7 @@ func (s *rowSpec) process(in []byte, partial bool, res *chunkResult) {
 			return
 		}
 		res.rejected++
-		res.rejects = append(res.rejects, reject{line: perr.Line, column: perr.Column, reason: perr.Reason(), record: record})
+		res.rejects = append(res.rejects, Reject{Line: perr.Line, Column: perr.Column, Reason: perr.Reason(), Record: string(record)})
 	}
 	res.out, res.lines = out, line
 }

@@ -3,7 +3,6 @@ package compute
 import (
 	"bytes"
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -158,20 +157,16 @@ func TransformShard(ctx context.Context, w io.Writer, r io.ReaderAt, size int64,
 		}
 	}
 	if o.OnError == OnErrorSkip {
-		t.rejects = csv.NewWriter(o.Rejects)
+		t.rejects = o.NewRejectWriter(o.Rejects)
 		if s.Index == 0 {
-			t.rejects.Write([]string{"line", "column", "reason", "record"})
+			if err := t.rejects.WriteHeader(); err != nil {
+				return st, err
+			}
 		}
 	}
 	err = t.body(ctx, nil, 0)
 	if err == nil && sr.overrun {
 		err = fmt.Errorf("compute: shard %v: byte %d, where the next shard starts, is not a record boundary", s, st.End)
-	}
-	if t.rejects != nil {
-		t.rejects.Flush()
-		if err == nil {
-			err = t.rejects.Error()
-		}
 	}
 	st.Stats, st.BytesIn = t.stats, t.sp.bytesIn
 	st.Header = h.stats.Header
@@ -259,7 +254,7 @@ func revalidate(ctx context.Context, r io.ReaderAt, size int64, pre *prefix, spe
 	t.sp = newSplitter(io.NewSectionReader(r, start, size-start), o)
 	t.sp.spec = spec
 	if o.OnError == OnErrorSkip {
-		t.rejects = csv.NewWriter(io.Discard)
+		t.rejects = discardRejects{}
 	}
 	verr := t.body(ctx, nil, 0)
 	var perr *ParseError

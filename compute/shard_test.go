@@ -116,7 +116,7 @@ func runShards(in []byte, n int, o Options) []shardRun {
 		var out, rej bytes.Buffer
 		oo := o
 		if o.OnError == OnErrorSkip {
-			oo.Rejects = &rej
+			oo.Rejects, oo.NewRejectWriter = &rej, newCSVRejects
 		}
 		var r io.ReaderAt = bytes.NewReader(in)
 		if n%2 == 0 {
@@ -156,7 +156,7 @@ func TestShardsConcatenate(t *testing.T) {
 		searchBehind = []int64{1, 100, 5000, 64 << 10}[trial%4]
 		var want, wantRej bytes.Buffer
 		so := o
-		so.Rejects = &wantRej
+		so.Rejects, so.NewRejectWriter = &wantRej, newCSVRejects
 		wst, err := Transform(context.Background(), &want, bytes.NewReader(in), so)
 		if err != nil {
 			t.Fatalf("trial %d: single run: %v", trial, err)
@@ -242,7 +242,7 @@ func TestShardsReportTheFirstError(t *testing.T) {
 		in := breaks[trial%len(breaks)](r, shardCSV(r, 200+r.IntN(600), large, shardFaults{quotes: quoteFaultsFor(o)}))
 		searchBehind = []int64{1, 300, 64 << 10}[trial%3]
 		so := o
-		so.Rejects = &bytes.Buffer{}
+		so.Rejects, so.NewRejectWriter = &bytes.Buffer{}, newCSVRejects
 		_, wantErr := Transform(context.Background(), &bytes.Buffer{}, bytes.NewReader(in), so)
 		for _, n := range []int{2, 3, 5, 8, 13} {
 			var first *ParseError
@@ -287,7 +287,7 @@ func TestFindBoundary(t *testing.T) {
 		in := shardCSV(r, 400, large, shardFaults{quotes: quoteFaultsFor(o)})
 		searchBehind = []int64{1, 50, 2000, 64 << 10}[trial/6]
 		so := o
-		so.Rejects = io.Discard
+		so.Rejects, so.NewRejectWriter = io.Discard, newCSVRejects
 		if _, err := Transform(context.Background(), io.Discard, bytes.NewReader(in), so); err != nil {
 			continue // a misjudged boundary is then possible, and caught by the shard before
 		}
@@ -472,7 +472,7 @@ func FuzzShards(f *testing.F) {
 		searchBehind = []int64{1, 3, 20, 64 << 10}[n>>4&3]
 		var want, wantRej bytes.Buffer
 		so := o
-		so.Rejects = &wantRej
+		so.Rejects, so.NewRejectWriter = &wantRej, newCSVRejects
 		wst, werr := Transform(context.Background(), &want, bytes.NewReader(in), so)
 		shards := 1 + int(n)%8
 		var got, gotRej bytes.Buffer

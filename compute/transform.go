@@ -3,10 +3,8 @@ package compute
 import (
 	"bytes"
 	"context"
-	"encoding/csv"
 	"errors"
 	"io"
-	"strconv"
 	"sync"
 )
 
@@ -42,17 +40,13 @@ func Transform(ctx context.Context, w io.Writer, r io.Reader, o Options) (Stats,
 	t.spec.mass, t.spec.vel = -1, -1
 	t.sp.spec, t.sp.bom = t.spec, true
 	if o.OnError == OnErrorSkip {
-		t.rejects = csv.NewWriter(o.Rejects)
-		t.rejects.Write([]string{"line", "column", "reason", "record"})
+		t.rejects = o.NewRejectWriter(o.Rejects)
+		if err := t.rejects.WriteHeader(); err != nil {
+			return Stats{}, err
+		}
 	}
 	err = t.run(ctx)
 	t.stats.BytesIn = t.sp.bytesIn
-	if t.rejects != nil {
-		t.rejects.Flush()
-		if err == nil {
-			err = t.rejects.Error()
-		}
-	}
 	return t.stats, err
 }
 
@@ -61,7 +55,7 @@ type transform struct {
 	w       io.Writer
 	sp      *splitter
 	spec    *rowSpec
-	rejects *csv.Writer
+	rejects RejectWriter
 	stats   Stats
 	line    int64 // 1-based line at which the next chunk starts
 
@@ -218,12 +212,11 @@ func (t *transform) finish(j *job) error {
 		}
 		t.lineOffset, t.firstLine = off, nil
 	}
-	for _, rj := range res.rejects {
-		t.rejects.Write([]string{strconv.FormatInt(t.line+rj.line+t.lineOffset, 10), rj.column, rj.reason, string(rj.record)})
-	}
-	if t.rejects != nil && len(res.rejects) > 0 {
-		t.rejects.Flush()
-		if err := t.rejects.Error(); err != nil {
+	if len(res.rejects) > 0 {
+		for i := range res.rejects {
+			res.rejects[i].Line += t.line + t.lineOffset
+		}
+		if err := t.rejects.Write(res.rejects); err != nil {
 			return err
 		}
 	}

@@ -98,7 +98,7 @@ var transformTests = []struct {
 	{name: "BareQuoteThenFine", in: "mass,velocity,a\n1,2,x\n1,2,x\"y\n", err: ErrBareQuote, line: 3, column: "a", rowsIn: 1},
 	{name: "UnterminatedQuote", in: "mass,velocity,a\n1,2,x\n1,2,\"open\nmore\nlines\n", err: ErrUnterminatedQuote, line: 3, column: "a", noCheck: true},
 	{name: "UnterminatedQuoteInHeader", in: "mass,\"velocity\n1,2\n", err: ErrUnterminatedQuote, line: 1, column: "2"},
-	{name: "UnterminatedAfterBrokenQuote", in: "mass,velocity,a\n1,2,\"x\"y\n1,2,\"open\n", opts: Options{OnError: OnErrorSkip, Rejects: io.Discard}, err: ErrUnterminatedQuote, line: 3, column: "a", noCheck: true},
+	{name: "UnterminatedAfterBrokenQuote", in: "mass,velocity,a\n1,2,\"x\"y\n1,2,\"open\n", opts: Options{OnError: OnErrorSkip, Rejects: io.Discard, NewRejectWriter: newCSVRejects}, err: ErrUnterminatedQuote, line: 3, column: "a", noCheck: true},
 
 	// Lazy quotes, as encoding/csv's LazyQuotes reads them.
 	{name: "LazyBareQuote", in: "height,mass,velocity\n5'10\",2,3\n", opts: Options{Quotes: QuotesLazy}, out: "height,mass,velocity,momentum\n5'10\",2,3,6\n", rowsIn: 1},
@@ -185,7 +185,7 @@ func TestSkipMode(t *testing.T) {
 	for _, workers := range []int{1, 2} {
 		var out, rej bytes.Buffer
 		st, err := Transform(context.Background(), &out, strings.NewReader(in),
-			Options{OnError: OnErrorSkip, Rejects: &rej, Workers: workers})
+			Options{OnError: OnErrorSkip, Rejects: &rej, NewRejectWriter: newCSVRejects, Workers: workers})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +233,7 @@ func TestSkipModeQuoteErrors(t *testing.T) {
 	for _, workers := range []int{1, 2} {
 		var out, rej bytes.Buffer
 		st, err := Transform(context.Background(), &out, strings.NewReader(in),
-			Options{OnError: OnErrorSkip, Rejects: &rej, Workers: workers})
+			Options{OnError: OnErrorSkip, Rejects: &rej, NewRejectWriter: newCSVRejects, Workers: workers})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -262,7 +262,7 @@ func TestSkipModeQuoteErrors(t *testing.T) {
 func TestQuoteErrorsAcrossChunks(t *testing.T) {
 	rows := []string{`1,"4"x,5"`, `2, "a`, `3,2,3"`, `4,"1` + "\n" + `2"z,3`, "5,2,\"x\ny\"", `6,7,8`, `7,"2"` + "\r" + `8",1`, `8,"",""`}
 	for _, quotes := range []QuoteMode{QuotesStrict, QuotesLazy} {
-		o := Options{OnError: OnErrorSkip, Rejects: io.Discard, Quotes: quotes}
+		o := Options{OnError: OnErrorSkip, Rejects: io.Discard, NewRejectWriter: newCSVRejects, Quotes: quotes}
 		var in, want bytes.Buffer
 		in.WriteString("id,mass,velocity\n")
 		var wantSt Stats
@@ -300,7 +300,7 @@ func TestSkipModeStructuralStaysFatal(t *testing.T) {
 	for _, in := range []string{"mass,velocity\n1,x\n1,\"2\n", "mass,velocity\n1,x\n1,\"2\"x\n1,\"3\n", ""} {
 		var rej bytes.Buffer
 		_, err := Transform(context.Background(), &bytes.Buffer{}, strings.NewReader(in),
-			Options{OnError: OnErrorSkip, Rejects: &rej})
+			Options{OnError: OnErrorSkip, Rejects: &rej, NewRejectWriter: newCSVRejects})
 		if !IsStructural(err) {
 			t.Errorf("%q: err = %v, want a structural error", in, err)
 		}
@@ -314,6 +314,7 @@ func TestOptionsValidation(t *testing.T) {
 		{FixedDecimals: true, Decimals: -1},
 		{FixedDecimals: true, Decimals: 101},
 		{OnError: OnErrorSkip},
+		{OnError: OnErrorSkip, Rejects: io.Discard}, // no NewRejectWriter
 		{MassColumn: "x", VelocityColumn: "X"},
 		{MomentumColumn: "Mass"},
 	} {

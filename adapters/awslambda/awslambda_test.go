@@ -22,6 +22,7 @@ import (
 
 	"github.com/momentum-run/momentum/adapters/awslambda"
 	"github.com/momentum-run/momentum/adapters/local"
+	"github.com/momentum-run/momentum/adapters/rejects"
 	"github.com/momentum-run/momentum/compute"
 )
 
@@ -948,7 +949,7 @@ func TestUndecodablePayloads(t *testing.T) {
 }
 
 func TestSkipMode(t *testing.T) {
-	e := newLambdaEnv(t, compute.Options{OnError: compute.OnErrorSkip})
+	e := newLambdaEnv(t, compute.Options{OnError: compute.OnErrorSkip, NewRejectWriter: rejects.NewWriter})
 	input := "mass,velocity\n1,2\n3,abc\n4,5\n"
 	e.put("data", "incoming/mixed.csv", []byte(input))
 	res, err := e.h.Handle(requestContext("req-skip"), putOf(t, "data", "incoming/mixed.csv"))

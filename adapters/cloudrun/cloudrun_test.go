@@ -29,6 +29,7 @@ import (
 
 	"github.com/momentum-run/momentum/adapters/cloudrun"
 	"github.com/momentum-run/momentum/adapters/gcs"
+	"github.com/momentum-run/momentum/adapters/rejects"
 	"github.com/momentum-run/momentum/adapters/storetest"
 	"github.com/momentum-run/momentum/compute"
 )
@@ -494,7 +495,7 @@ func TestEventFailures(t *testing.T) {
 		}
 	})
 	t.Run("skip mode", func(t *testing.T) {
-		f := newFixture(t, compute.Options{OnError: compute.OnErrorSkip})
+		f := newFixture(t, compute.Options{OnError: compute.OnErrorSkip, NewRejectWriter: rejects.NewWriter})
 		gen := f.upload("incoming/mixed.csv", []byte("mass,velocity\n1,2\n3,abc\n"))
 		if status, body := do(t, f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/mixed.csv", gen, false))); status != 200 {
 			t.Fatalf("%d %s", status, body)
@@ -1397,7 +1398,7 @@ func TestServeShutdownSlowBody(t *testing.T) {
 // TestSyncStrict: the synchronous endpoint is strict even when the
 // service skips bad rows in its event jobs.
 func TestSyncStrict(t *testing.T) {
-	f := newFixture(t, compute.Options{OnError: compute.OnErrorSkip})
+	f := newFixture(t, compute.Options{OnError: compute.OnErrorSkip, NewRejectWriter: rejects.NewWriter})
 	for _, tt := range []struct{ contentType, body, want string }{
 		{"text/csv", "mass,velocity\n1,2\n3,x\n", `"line":3,"column":"velocity"`},
 		{"application/json", `[{"mass":1,"velocity":2},{"mass":-3,"velocity":2}]`, `"index":1,"field":"mass","reason":"negative mass`},

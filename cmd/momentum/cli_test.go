@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"runtime"
 	"slices"
@@ -61,7 +62,7 @@ func TestParseCLIDefaults(t *testing.T) {
 		OnError:        compute.OnErrorFail,
 		MaxRecordBytes: 16 << 20,
 	}
-	if c.opts != want {
+	if !reflect.DeepEqual(c.opts, want) { // Options has a func field: nil in both
 		t.Errorf("default options\n got %+v\nwant %+v", c.opts, want)
 	}
 	if c.input != "-" || c.output != "-" || c.rejects != "" || c.quiet || c.showVersion {
@@ -101,7 +102,7 @@ func TestParseCLIFlags(t *testing.T) {
 			}
 		}},
 		{"on-error skip default rejects", []string{"--on-error", "skip", "in.csv", "dir/out.csv"}, func(t *testing.T, c *cliConfig) {
-			if c.opts.OnError != compute.OnErrorSkip || c.rejects != "dir/out.rejects.csv" {
+			if c.opts.OnError != compute.OnErrorSkip || c.opts.NewRejectWriter == nil || c.rejects != "dir/out.rejects.csv" {
 				t.Errorf("OnError %v rejects %q, want skip and dir/out.rejects.csv", c.opts.OnError, c.rejects)
 			}
 		}},

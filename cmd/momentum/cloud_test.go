@@ -265,6 +265,45 @@ func TestCloudSkipRejects(t *testing.T) {
 	}
 }
 
+// TestCloudMergeRejects: a sharded skip-mode job in each cloud; merge
+// reads the parts' rejects back from the emulator, joins them into the
+// single run's rejects, and refuses a part whose rejects do not match
+// its manifest.
+func TestCloudMergeRejects(t *testing.T) {
+	c := startClouds(t)
+	data := "mass,velocity\n1,2\n3,x\n4,5\n6,y\n7,8\n9,z\n"
+	c.put(t, "s3://in/bad.csv", []byte(data))
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "bad.csv"), []byte(data))
+	if r := momentum(t, nil, "--on-error", "skip", filepath.Join(dir, "bad.csv"), filepath.Join(dir, "out.csv")); r.code != 0 {
+		t.Fatalf("single run: %+v", r)
+	}
+	wantRejects := string(readFile(t, filepath.Join(dir, "out.rejects.csv")))
+	for _, cloud := range []string{"s3", "gs"} {
+		folder := cloud + "://out/bad-parts/"
+		for i := range 2 {
+			if r := momentumEnv(t, c.env(), nil, "job", "--on-error", "skip", "--input", "s3://in/bad.csv", "--output", folder, "--shard", fmt.Sprintf("%d/2", i)); r.code != 0 {
+				t.Fatalf("%s task %d: %+v", cloud, i, r)
+			}
+		}
+		if r := momentumEnv(t, c.env(), nil, "merge", "--into", cloud+"://out/bad.csv", folder); r.code != 0 || !strings.Contains(r.stdout, "3 rows, 3 rejected") {
+			t.Fatalf("%s merge: %+v", cloud, r)
+		}
+		if got, err := c.get(t, cloud+"://out/bad.rejects.csv"); err != nil || string(got) != wantRejects {
+			t.Errorf("%s: joined rejects %q (%v), want %q", cloud, got, err, wantRejects)
+		}
+		part1, err := c.get(t, folder+"part-00001.rejects.csv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.del(t, folder+"part-00001.rejects.csv")
+		c.put(t, folder+"part-00001.rejects.csv", append(part1, "99,mass,x,\"99,x\"\n"...))
+		if r := momentumEnv(t, c.env(), nil, "merge", folder); r.code != exitFailure || !strings.Contains(r.stderr, "part-00001.rejects.csv has ") {
+			t.Errorf("%s merge of a changed part: %+v", cloud, r)
+		}
+	}
+}
+
 // TestCloudFailures leaves no object behind and says what went wrong.
 func TestCloudFailures(t *testing.T) {
 	c := startClouds(t)

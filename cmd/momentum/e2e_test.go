@@ -23,7 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gocarina/gocsv"
+	"github.com/momentum-run/momentum/adapters/rejects"
+	"github.com/momentum-run/momentum/compute"
 )
 
 // bin is the momentum binary built by TestMain, as it ships.
@@ -573,26 +574,29 @@ func TestE2EFileMode(t *testing.T) {
 	}
 }
 
-// rejectRecord is one row of a rejects file, decoded by gocsv.
-type rejectRecord struct {
-	Line   int    `csv:"line"`
-	Column string `csv:"column"`
-	Reason string `csv:"reason"`
-	Record string `csv:"record"`
-}
-
-func readRejects(t *testing.T, path string) []rejectRecord {
+// readRejects reads a rejects file with the product's reader.
+func readRejects(t *testing.T, path string) []compute.Reject {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var rows []rejectRecord
-	if err := gocsv.UnmarshalFile(f, &rows); err != nil {
+	r, err := rejects.NewReader(f)
+	if err != nil {
 		t.Fatalf("decoding %s: %v", path, err)
 	}
-	return rows
+	var rows []compute.Reject
+	for {
+		rj, err := r.Read()
+		if err == io.EOF {
+			return rows
+		}
+		if err != nil {
+			t.Fatalf("decoding %s: %v", path, err)
+		}
+		rows = append(rows, rj)
+	}
 }
 
 // csvRecords reads CSV data, records of any length.
@@ -624,14 +628,14 @@ func TestE2ESkip(t *testing.T) {
 		"8,0.5,-4,ok again\n" +
 		"9,\"2\",\"x\ny\",\"multi-line bad velocity\"\n" +
 		"10,1.5,2,\"ok, quoted\"\r\n"
-	wantRejects := []rejectRecord{
-		{3, "mass", `not a decimal number: "abc"`, "2,abc,3,bad mass"},
-		{5, "velocity", `empty value: ""`, "3,1,,empty velocity"},
-		{6, "mass", `negative mass: "-1"`, "4,-1,2,negative mass"},
-		{7, "", "wrong number of fields: got 3, want 4", "5,1,2"},
-		{8, "mass", `decimal comma: use '.' as the decimal point: "1,5"`, "6,\"1,5\",2,\"decimal\ncomma\""},
-		{10, "velocity", `momentum overflows float64: "1e200" × "1e200"`, "7,1e200,1e200,overflow"},
-		{12, "velocity", `not a decimal number: "x\ny"`, "9,\"2\",\"x\ny\",\"multi-line bad velocity\""},
+	wantRejects := []compute.Reject{
+		{Line: 3, Column: "mass", Reason: `not a decimal number: "abc"`, Record: "2,abc,3,bad mass"},
+		{Line: 5, Column: "velocity", Reason: `empty value: ""`, Record: "3,1,,empty velocity"},
+		{Line: 6, Column: "mass", Reason: `negative mass: "-1"`, Record: "4,-1,2,negative mass"},
+		{Line: 7, Column: "", Reason: "wrong number of fields: got 3, want 4", Record: "5,1,2"},
+		{Line: 8, Column: "mass", Reason: `decimal comma: use '.' as the decimal point: "1,5"`, Record: "6,\"1,5\",2,\"decimal\ncomma\""},
+		{Line: 10, Column: "velocity", Reason: `momentum overflows float64: "1e200" × "1e200"`, Record: "7,1e200,1e200,overflow"},
+		{Line: 12, Column: "velocity", Reason: `not a decimal number: "x\ny"`, Record: "9,\"2\",\"x\ny\",\"multi-line bad velocity\""},
 	}
 	wantOut := "id,mass,velocity,note,momentum\n" +
 		"1,2,3,ok,6\n" +
@@ -730,7 +734,7 @@ func TestE2ESkip(t *testing.T) {
 			t.Fatalf("rejects %+v, want 5", rej)
 		}
 		for i, station := range []string{"Lyon", "Nantes", "Brest", "Dijon", "Metz"} {
-			if rr := rej[i]; rr.Line != i+2 || rr.Column != "position" || rr.Reason != `bare " in unquoted field` || !strings.HasPrefix(rr.Record, station+",") {
+			if rr := rej[i]; rr.Line != int64(i+2) || rr.Column != "position" || rr.Reason != `bare " in unquoted field` || !strings.HasPrefix(rr.Record, station+",") {
 				t.Errorf("reject %d: %+v", i, rr)
 			}
 		}
@@ -1303,7 +1307,7 @@ func TestE2ESkipWorkers(t *testing.T) {
 			t.Fatalf("workers %s: %d rejects, want %d", w, len(rej), len(badLines))
 		}
 		for i, rj := range rej {
-			want := rejectRecord{badLines[i], "velocity", fmt.Sprintf("not a decimal number: \"v%d\"", badIDs[i]), fmt.Sprintf("%d,bad,1,v%d", badIDs[i], badIDs[i])}
+			want := compute.Reject{Line: int64(badLines[i]), Column: "velocity", Reason: fmt.Sprintf("not a decimal number: \"v%d\"", badIDs[i]), Record: fmt.Sprintf("%d,bad,1,v%d", badIDs[i], badIDs[i])}
 			if rj != want {
 				t.Fatalf("workers %s: reject %d\n got %+v\nwant %+v", w, i, rj, want)
 			}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/momentum-run/momentum/adapters/rejects"
 	"github.com/momentum-run/momentum/compute"
 )
 
@@ -143,6 +144,7 @@ func (k *kernelFlags) options(source map[string]string) (compute.Options, error)
 		o.OnError = compute.OnErrorFail
 	case "skip":
 		o.OnError = compute.OnErrorSkip
+		o.NewRejectWriter = rejects.NewWriter
 	default:
 		return o, bad("on-error", "%q: want fail or skip", k.onError)
 	}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -425,6 +426,66 @@ func TestMergeMissingFolder(t *testing.T) {
 		cmd.Dir = dir
 		if r := runCmd(t, cmd, nil, nil); r.code != exitFailure || !strings.Contains(r.stderr, tc.msg) {
 			t.Errorf("merge %s: code %d, %q; want %d, %q", tc.folder, r.code, r.stderr, exitFailure, tc.msg)
+		}
+	}
+}
+
+// TestMergeChecksRejects: merge reads each part's rejects file back and
+// refuses, naming the part, one that is missing, is not a rejects file or
+// holds another number of rejects than its manifest says; it then joins
+// nothing.
+func TestMergeChecksRejects(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.csv")
+	data := "id,mass,velocity\n"
+	for i := range 60 {
+		if i%7 == 3 {
+			data += fmt.Sprintf("%d,bad,1\n", i)
+		} else {
+			data += fmt.Sprintf("%d,1,2\n", i)
+		}
+	}
+	writeFile(t, in, []byte(data))
+	parts := filepath.Join(dir, "parts") + "/"
+	for i := range 2 {
+		if r := momentum(t, nil, "job", "--on-error", "skip", "--input", in, "--output", parts, "--shard", fmt.Sprintf("%d/2", i)); r.code != 0 {
+			t.Fatalf("task %d: %+v", i, r)
+		}
+	}
+	if r := momentum(t, nil, "merge", parts); r.code != 0 || !strings.Contains(r.stdout, "51 rows, 9 rejected") {
+		t.Fatalf("merge: %+v", r)
+	}
+	rej0, rej1 := filepath.Join(parts, "part-00000.rejects.csv"), filepath.Join(parts, "part-00001.rejects.csv")
+	good0, good1 := readFile(t, rej0), readFile(t, rej1)
+	n0, n1 := bytes.Count(good0, []byte("\n"))-1, bytes.Count(good1, []byte("\n"))
+	if n0 < 1 || n1 < 1 || n0+n1 != 9 {
+		t.Fatalf("rejects %q and %q: want some in each part, 9 in all", good0, good1)
+	}
+	for _, c := range []struct {
+		name         string
+		part0, part1 []byte // nil: remove the file
+		want         string
+	}{
+		{"one more", good0, append(slices.Clone(good1), "99,mass,x,\"99,x,1\"\n"...), fmt.Sprintf("part 1: %s has %d rejects, its manifest says %d", rej1, n1+1, n1)},
+		{"one less", good0[:bytes.LastIndexByte(good0[:len(good0)-1], '\n')+1], good1, fmt.Sprintf("part 0: %s has %d rejects, its manifest says %d", rej0, n0-1, n0)},
+		{"no header", good0[bytes.IndexByte(good0, '\n')+1:], good1, "part 0: " + rej0 + ": not a rejects file"},
+		{"header again", good0, append([]byte("line,column,reason,record\n"), good1...), "part 1: " + rej1 + ": record 1:"},
+		{"broken quote", good0, append(slices.Clone(good1), "99,mass,x,\"99,x\n"...), fmt.Sprintf("part 1: %s: parse error on line %d, column 17: extraneous", rej1, n1+1)},
+		{"missing", good0, nil, "part 1: " + rej1 + " is missing"},
+	} {
+		writeFile(t, rej0, c.part0)
+		os.Remove(rej1)
+		if c.part1 != nil {
+			writeFile(t, rej1, c.part1)
+		}
+		joined := filepath.Join(dir, "joined.csv")
+		r := momentum(t, nil, "merge", "--into", joined, parts)
+		if r.code != exitFailure || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%s: %+v; want %q", c.name, r, c.want)
+		}
+		if _, err := os.Stat(joined); err == nil {
+			t.Errorf("%s: merge joined the parts", c.name)
 		}
 	}
 }
