@@ -28,7 +28,7 @@ import (
 // cloud path, s3→local, gs→local, s3→s3, gs→gs, local→s3 and local→gs,
 // through simulated links (each connection MOMENTUM_BENCH_RATE bytes per
 // second each way, default 16 MB/s; MOMENTUM_BENCH_LATENCY per request,
-// default 20ms), with --connections 1, with 8, and with the default.
+// default 20ms), with --connections 1 and with 8, the default.
 // Beside each path is its transfer bound, measured in the benchmark's own
 // process through the same links with the same SDK clients: a plain
 // parallel download of the input (8 ranged requests at once, pinned to
@@ -140,11 +140,8 @@ func BenchmarkCloudPaths(b *testing.B) {
 			bound = max(bound, upload[path.to])
 		}
 		var one float64
-		for _, n := range []int{1, conns, 0} {
+		for _, n := range []int{1, conns} {
 			name := fmt.Sprintf("%s→%s/connections-%d", path.from, path.to, n)
-			if n == 0 {
-				name = fmt.Sprintf("%s→%s/default", path.from, path.to)
-			}
 			b.Run(name, func(b *testing.B) {
 				b.SetBytes(size)
 				var row benchRow
@@ -154,10 +151,7 @@ func BenchmarkCloudPaths(b *testing.B) {
 					if path.to != "local" {
 						dst = fmt.Sprintf("%s://out/bench-%d-%d.csv", path.to, n, i)
 					}
-					args := []string{"--quiet", src, dst}
-					if n > 0 {
-						args = append([]string{"--connections", strconv.Itoa(n)}, args...)
-					}
+					args := []string{"--quiet", "--connections", strconv.Itoa(n), src, dst}
 					c.commitNs.Store(0)
 					run := runMeasured(b, env, args...)
 					row.seconds += run.elapsed.Seconds()
