@@ -66,6 +66,7 @@ func (e *usageError) Error() string { return e.msg }
 type cliConfig struct {
 	opts        compute.Options
 	readAhead   compute.ReadAhead
+	partSize    int // bytes in each part of a cloud output
 	input       string
 	output      string
 	rejects     string
@@ -113,7 +114,7 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 	if c.input != "-" && sameLocation(c.input, c.output) {
 		return nil, &usageError{fmt.Sprintf("INPUT %q and OUTPUT %q are the same file: the output would overwrite its input", c.input, c.output)}
 	}
-	if c.readAhead, err = kernel.readAhead(source, defaultConnections(c.input, c.output)); err != nil {
+	if c.readAhead, c.partSize, err = kernel.readAhead(source, compute.DefaultConnections, isURL(c.input) && isURL(c.output)); err != nil {
 		return nil, err
 	}
 	if c.rejects != "" && c.opts.OnError != compute.OnErrorSkip {
@@ -294,7 +295,7 @@ func transformFiles(ctx context.Context, c *cliConfig, stdin io.Reader, stdout, 
 	// A run that fails cancels ctx, which makes the writers abort.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stores := &storeSet{readAhead: c.readAhead}
+	stores := &storeSet{readAhead: c.readAhead, partSize: c.partSize}
 	defer stores.close()
 
 	in, size, err := stores.open(ctx, c.input, stdin)

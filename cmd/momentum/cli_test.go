@@ -121,18 +121,23 @@ func TestParseCLIFlags(t *testing.T) {
 			}
 		}},
 		{"connections default", []string{"s3://b/in.csv", "out.csv"}, func(t *testing.T, c *cliConfig) {
-			if c.readAhead != (compute.ReadAhead{Connections: 8, RangeSize: 8 << 20}) {
-				t.Errorf("read-ahead %+v, want 8 ranges of 8 MiB", c.readAhead)
+			if c.readAhead != (compute.ReadAhead{Connections: 8, RangeSize: 8 << 20}) || c.partSize != 8<<20 {
+				t.Errorf("read-ahead %+v, parts of %d; want 8 ranges of 8 MiB", c.readAhead, c.partSize)
 			}
 		}},
-		{"connections default uploading", []string{"s3://b/in.csv", "gs://b/out.csv"}, func(t *testing.T, c *cliConfig) {
-			if c.readAhead != (compute.ReadAhead{Connections: 4, RangeSize: 8 << 20}) {
-				t.Errorf("read-ahead %+v, want 4 ranges of 8 MiB", c.readAhead)
+		{"connections default uploading", []string{"in.csv", "s3://b/out.csv"}, func(t *testing.T, c *cliConfig) {
+			if c.readAhead.Connections != 8 || c.partSize != 8<<20 {
+				t.Errorf("read-ahead %+v, parts of %d; want 8 parts of 8 MiB", c.readAhead, c.partSize)
 			}
 		}},
-		{"connections one", []string{"--connections", "1"}, func(t *testing.T, c *cliConfig) {
-			if c.readAhead.Connections != 1 {
-				t.Errorf("read-ahead %+v, want one stream", c.readAhead)
+		{"connections default both in the cloud", []string{"s3://b/in.csv", "gs://b/out.csv"}, func(t *testing.T, c *cliConfig) {
+			if c.readAhead != (compute.ReadAhead{Connections: 8, RangeSize: 4 << 20}) || c.partSize != 5<<20 {
+				t.Errorf("read-ahead %+v, parts of %d; want 8 ranges of 4 MiB, parts of 5 MiB", c.readAhead, c.partSize)
+			}
+		}},
+		{"connections one", []string{"--connections", "1", "s3://b/in.csv", "gs://b/out.csv"}, func(t *testing.T, c *cliConfig) {
+			if c.readAhead.Connections != 1 || c.partSize != 8<<20 {
+				t.Errorf("read-ahead %+v, parts of %d; want one stream, parts of 8 MiB as alone", c.readAhead, c.partSize)
 			}
 		}},
 		{"connections", []string{"--connections", "16"}, func(t *testing.T, c *cliConfig) {
@@ -909,18 +914,18 @@ func TestHelpNamesEveryMode(t *testing.T) {
 	}
 }
 
-// TestLambdaConnections: a function's read buffers take at most a
-// quarter of its memory.
+// TestLambdaConnections: a function's transfer buffers take at most
+// half of its memory.
 func TestLambdaConnections(t *testing.T) {
-	for mem, want := range map[string]int{"": 8, "x": 8, "128": 3, "192": 5, "256": 7, "384": 8, "10240": 8, "64": 1, "16": 1} {
+	for mem, want := range map[string]int{"": 8, "x": 8, "128": 6, "160": 8, "192": 8, "10240": 8, "64": 3, "16": 1} {
 		if got := lambdaConnections(envMap(map[string]string{"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": mem})); got != want {
 			t.Errorf("%q MB: %d connections, want %d", mem, got, want)
 		}
 	}
 	c, err := parseEventConfig("on AWS Lambda", "s3", 4, "", nil, envMap(map[string]string{
 		"MOMENTUM_INPUT": "s3://b/in/", "MOMENTUM_OUTPUT": "s3://b/out/"}), &bytes.Buffer{})
-	if err != nil || c.readAhead.Connections != 4 {
-		t.Fatalf("%+v, %v; want the mode's default of 4", c, err)
+	if err != nil || c.readAhead.Connections != 4 || c.readAhead.RangeSize != 4<<20 || c.partSize != 5<<20 {
+		t.Fatalf("%+v, %v; want the mode's default of 4, ranges of 4 MiB and parts of 5 MiB", c, err)
 	}
 	c, err = parseEventConfig("on AWS Lambda", "s3", 4, "", nil, envMap(map[string]string{
 		"MOMENTUM_INPUT": "s3://b/in/", "MOMENTUM_OUTPUT": "s3://b/out/", "MOMENTUM_CONNECTIONS": "2"}), &bytes.Buffer{})
@@ -929,13 +934,13 @@ func TestLambdaConnections(t *testing.T) {
 	}
 }
 
-// TestJobConnections: the job reads ahead 8 ranges into a file, 4 when
-// it uploads its output, or as many as it is told.
+// TestJobConnections: the job reads ahead 8 ranges, into a file or
+// uploading its output, or as many as it is told.
 func TestJobConnections(t *testing.T) {
 	for _, tc := range []struct {
 		out, env string
 		want     int
-	}{{"out.csv", "", 8}, {"gs://b/out.csv", "", 4}, {"s3://b/parts/", "", 4}, {"gs://b/out.csv", "2", 2}} {
+	}{{"out.csv", "", 8}, {"gs://b/out.csv", "", 8}, {"s3://b/parts/", "", 8}, {"gs://b/out.csv", "2", 2}} {
 		c, err := parseJobConfig([]string{"--input", "s3://b/in.csv", "--output", tc.out}, envMap(map[string]string{"MOMENTUM_CONNECTIONS": tc.env}), &bytes.Buffer{})
 		if err != nil || c.readAhead.Connections != tc.want {
 			t.Errorf("output %s, MOMENTUM_CONNECTIONS=%q: %+v, %v; want %d connections", tc.out, tc.env, c, err, tc.want)

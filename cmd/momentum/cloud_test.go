@@ -44,6 +44,11 @@ type clouds struct {
 	gcsHost string
 	s3      *awss3.Client
 	gcs     *storage.Client
+
+	// commitNs is the nanoseconds the emulators have spent committing
+	// uploads (commitRequest), work that S3 and Cloud Storage do in a
+	// fraction of a second.
+	commitNs atomic.Int64
 }
 
 // startClouds starts the two emulators, with gofakes3 wrapped in
@@ -75,7 +80,7 @@ func startCloudsWith(t testing.TB, s3Handler http.Handler) *clouds {
 	t.Helper()
 	c := &clouds{}
 
-	s3srv := httptest.NewServer(s3Handler)
+	s3srv := httptest.NewServer(c.timeCommits(s3Handler))
 	t.Cleanup(s3srv.Close)
 	c.s3URL = s3srv.URL
 	c.s3 = awss3.New(awss3.Options{
@@ -96,7 +101,7 @@ func startCloudsWith(t testing.TB, s3Handler http.Handler) *clouds {
 	for _, b := range []string{"in", "out"} {
 		fake.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: b})
 	}
-	gsrv.Config.Handler = storetest.OneGenerationReadAtATime(fake.HTTPHandler())
+	gsrv.Config.Handler = c.timeCommits(storetest.OneGenerationReadAtATime(fake.HTTPHandler()))
 	gsrv.Start()
 	t.Cleanup(func() { gsrv.Close(); fake.Stop() })
 	c.gcs, err = storage.NewClient(context.Background(), option.WithEndpoint(gsrv.URL+"/storage/v1/"),
@@ -106,6 +111,37 @@ func startCloudsWith(t testing.TB, s3Handler http.Handler) *clouds {
 	}
 	t.Cleanup(func() { c.gcs.Close() })
 	return c
+}
+
+// timeCommits adds the time h takes over commit requests to c.commitNs.
+func (c *clouds) timeCommits(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !commitRequest(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		h.ServeHTTP(w, r)
+		c.commitNs.Add(int64(time.Since(start)))
+	})
+}
+
+// commitRequest reports whether r commits an upload: S3's
+// CompleteMultipartUpload and Cloud Storage's compose, or the last chunk
+// of a resumable upload. gofakes3 copies and hashes the whole object to
+// complete a multipart upload, fake-gcs-server to compose one or take its
+// last chunk.
+func commitRequest(r *http.Request) bool {
+	q := r.URL.Query()
+	switch {
+	case r.Method == http.MethodPost && q.Has("uploadId"):
+		return true
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/compose"):
+		return true
+	case strings.HasPrefix(r.URL.Path, "/upload/") && q.Has("upload_id"):
+		return !strings.HasSuffix(r.Header.Get("Content-Range"), "/*")
+	}
+	return false
 }
 
 // env is the binary's environment: the two endpoints, test credentials,
@@ -376,6 +412,48 @@ func (s *csvStream) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// putCSV writes size bytes of generated CSV (csvStream) to key in store.
+func putCSV(t testing.TB, store compute.Store, key string, size int64) {
+	t.Helper()
+	w, err := store.NewWriter(context.Background(), key, compute.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.CopyBuffer(w, &csvStream{size: size}, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// measured is one run of the binary: its wall time, peak resident set in
+// bytes, and CPU time.
+type measured struct {
+	elapsed time.Duration
+	peakRSS int64
+	cpu     time.Duration
+}
+
+// runMeasured runs the binary with env and args, fails t unless it
+// exits 0, and measures it.
+func runMeasured(t testing.TB, env []string, args ...string) measured {
+	t.Helper()
+	start := time.Now()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	peak := watchPeakRSS(cmd.Process.Pid)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("momentum %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return measured{time.Since(start), peak(), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
+}
+
 // watchPeakRSS follows a process's peak resident set (VmHWM) until it
 // exits, and returns a function that gives the last value seen, in bytes.
 // (The rusage of a child is no use here: it counts the memory of this
@@ -432,34 +510,12 @@ func TestCloudLargeObjectMemory(t *testing.T) {
 		t.Run(scheme, func(t *testing.T) {
 			src, dst := scheme+"://in/big.csv", scheme+"://out/big.csv"
 			store, key := c.store(src)
-			w, err := store.NewWriter(context.Background(), key, compute.WriteOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := io.CopyBuffer(w, &csvStream{size: size}, make([]byte, 1<<20)); err != nil {
-				t.Fatal(err)
-			}
-			if err := w.Close(); err != nil {
-				t.Fatal(err)
-			}
-
-			start := time.Now()
-			cmd := exec.Command(bin, "--quiet", src, dst)
-			cmd.Env = c.env("GOMEMLIMIT=96MiB")
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			peak := watchPeakRSS(cmd.Process.Pid)
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("%v: %s", err, stderr.String())
-			}
-			elapsed := time.Since(start)
-			rssMiB := peak() >> 20
+			putCSV(t, store, key, size)
+			run := runMeasured(t, c.env("GOMEMLIMIT=96MiB"), "--quiet", src, dst)
+			elapsed, rssMiB := run.elapsed, run.peakRSS>>20
 
 			// A plain copy through the same server, for comparison.
-			start = time.Now()
+			start := time.Now()
 			r, _, err := store.NewReader(context.Background(), key, compute.ReadOptions{})
 			if err != nil {
 				t.Fatal(err)

@@ -39,47 +39,52 @@ func addKernelFlags(fs *flag.FlagSet) *kernelFlags {
 	fs.StringVar(&k.onError, "on-error", k.onError, "what a bad row does: fail (stop at the first) or skip (write it to the rejects file)")
 	fs.StringVar(&k.maxRecord, "max-record", k.maxRecord, "largest record accepted, e.g. 1048576, 512KiB, 64MiB")
 	fs.IntVar(&k.opts.Workers, "workers", 0, "goroutines computing rows (default: one per CPU;\nat most 4 per CPU are used, as more only cost memory)")
-	fs.IntVar(&k.connections, "connections", 0, "requests in flight per object: ranged reads of 8 MiB of an s3:// or gs://\ninput, parts of 8 MiB of an s3:// or gs:// output; 1 is one stream each way\n(default: 8, or 4 when both are in the cloud; on AWS Lambda 1 to 8 by memory)")
+	fs.IntVar(&k.connections, "connections", 0, "requests in flight per object: ranged reads of 8 MiB of an s3:// or gs://\ninput, parts of 8 MiB of an s3:// or gs:// output; 1 is one stream each way\n(default: 8, of 4 MiB and 5 MiB when both are in the cloud; on AWS Lambda\n1 to 8 by memory)")
 	return k
 }
 
+// Transfer sizes. Alone, a range read ahead or a part uploaded is 8 MiB.
+// When the input and the output are both in the cloud, each connection
+// holds a range and a part: both are smaller then, so that 8 connections
+// each way hold about what 8 one way do, 8 ranges of 4 MiB and 9 parts of
+// 5 MiB (S3's smallest), 77 MiB. A request of 4 MiB still spends most of
+// its time moving bytes: at 16 MB/s, 20 ms of latency is 8% of it.
+const (
+	partSize        = 8 << 20
+	sharedRangeSize = 4 << 20
+	sharedPartSize  = 5 << 20
+)
+
 // readAhead is how cloud inputs are read: --connections ranged requests
-// of compute.DefaultRangeSize bytes at once, or auto when it is not set.
-func (k *kernelFlags) readAhead(source map[string]string, auto int) (compute.ReadAhead, error) {
+// at once, or auto when it is not set, and the size of each part of a
+// cloud output, uploaded as many at once. bothCloud is whether the input
+// and the output are both in the cloud, where the two share the memory.
+func (k *kernelFlags) readAhead(source map[string]string, auto int, bothCloud bool) (compute.ReadAhead, int, error) {
 	n := k.connections
 	switch {
 	case n < 0 || n > maxConnections:
-		return compute.ReadAhead{}, &usageError{fmt.Sprintf("%s %d: want 1 to %d", source["connections"], n, maxConnections)}
+		return compute.ReadAhead{}, 0, &usageError{fmt.Sprintf("%s %d: want 1 to %d", source["connections"], n, maxConnections)}
 	case n == 0:
 		n = auto
 	}
-	return compute.ReadAhead{Connections: n, RangeSize: compute.DefaultRangeSize}, nil
-}
-
-// defaultConnections is the default --connections of a run from input
-// to output: the requests in flight per object moved, ranged reads of a
-// cloud input and parts of a cloud output alike. Each holds a buffer of
-// 8 MiB (an upload one more), so a run keeps about 72 MiB of transfer
-// buffers: 8 when one side is in the cloud, 4 each way when both are.
-func defaultConnections(input, output string) int {
-	if isURL(input) && isURL(output) {
-		return compute.DefaultConnections / 2
+	if bothCloud && n > 1 {
+		return compute.ReadAhead{Connections: n, RangeSize: sharedRangeSize}, sharedPartSize, nil
 	}
-	return compute.DefaultConnections
+	return compute.ReadAhead{Connections: n, RangeSize: compute.DefaultRangeSize}, partSize, nil
 }
 
 // lambdaConnections is the default --connections of a Lambda function
 // with AWS_LAMBDA_FUNCTION_MEMORY_SIZE megabytes. Its input and output
 // are both in S3: each connection holds one range read ahead and one part
-// uploaded, and the buffers take at most half its memory (3 at 128 MB,
-// 7 at 256 MB, 8 from 384 MB).
+// uploaded, and the buffers take at most half its memory (6 at 128 MB,
+// 8 from 192 MB).
 func lambdaConnections(getenv func(string) string) int {
 	mb, err := strconv.Atoi(getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"))
 	if err != nil || mb <= 0 {
 		return compute.DefaultConnections
 	}
-	perConnection := 2 * compute.DefaultRangeSize >> 20 // MiB
-	return min(max((mb/2-perConnection/2)/perConnection, 1), compute.DefaultConnections)
+	perConnection := (sharedRangeSize + sharedPartSize) >> 20 // MiB
+	return min(max((mb/2-sharedPartSize>>20)/perConnection, 1), compute.DefaultConnections)
 }
 
 // parseFlags parses args, then sets each flag not on the command line

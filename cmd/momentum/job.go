@@ -21,6 +21,7 @@ import (
 type jobConfig struct {
 	opts      compute.Options
 	readAhead compute.ReadAhead
+	partSize  int // bytes in each part of a cloud output
 	input     string
 	output    string
 	// shard is set when the job is one task of an array: the output is
@@ -48,7 +49,7 @@ func parseJobConfig(args []string, getenv func(string) string, stdout io.Writer)
 	if c.opts, err = kernel.options(source); err != nil {
 		return nil, err
 	}
-	if c.readAhead, err = kernel.readAhead(source, defaultConnections(c.input, c.output)); err != nil {
+	if c.readAhead, c.partSize, err = kernel.readAhead(source, compute.DefaultConnections, isURL(c.input) && isURL(c.output)); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -149,7 +150,7 @@ func runJob(ctx context.Context, args []string, getenv func(string) string, stdo
 	if c.shard != nil {
 		log = log.With("shard", c.shard.String())
 	}
-	stores := &storeSet{readAhead: c.readAhead}
+	stores := &storeSet{readAhead: c.readAhead, partSize: c.partSize}
 	defer stores.close()
 	job, err := jobFor(ctx, stores, c)
 	if err != nil {

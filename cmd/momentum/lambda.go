@@ -22,6 +22,7 @@ import (
 type eventConfig struct {
 	opts      compute.Options
 	readAhead compute.ReadAhead
+	partSize  int // bytes in each part of an output
 	route     compute.Route
 }
 
@@ -46,7 +47,7 @@ func parseEventConfig(mode, scheme string, connections int, footer string, args 
 	if c.opts, err = kernel.options(source); err != nil {
 		return nil, err
 	}
-	if c.readAhead, err = kernel.readAhead(source, connections); err != nil {
+	if c.readAhead, c.partSize, err = kernel.readAhead(source, connections, true); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -86,7 +87,7 @@ func runLambda(ctx context.Context, args []string, getenv func(string) string, s
 		Route: c.route,
 		Bucket: cachedBuckets(func(ctx context.Context, name string) (compute.Store, error) {
 			useFallbackRootsIfNone()
-			return s3.New(ctx, name, s3.WithUploadConcurrency(c.readAhead.Connections))
+			return s3.New(ctx, name, s3.WithUploadConcurrency(c.readAhead.Connections), s3.WithPartSize(c.partSize))
 		}),
 		Options:   c.opts,
 		ReadAhead: c.readAhead,

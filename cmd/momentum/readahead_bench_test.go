@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,23 +24,32 @@ import (
 	"github.com/momentum-run/momentum/compute"
 )
 
-// BenchmarkCloudRead times the binary reading an S3 object and a Cloud
-// Storage object into a local file through a simulated link (each
-// connection MOMENTUM_BENCH_RATE bytes per second, default 16 MB/s;
-// MOMENTUM_BENCH_LATENCY per request, default 20ms), with one connection
-// and with eight; beside them, in the benchmark's own process through
-// the same link and SDK client, compute.ReadAhead with eight connections
-// into nothing (the reader without the kernel), and a plain download of
-// the same bytes in eight ranged requests at once, pinned to the version
-// like the binary's but in no order (the link's ceiling). It reports the
-// binary's peak RSS, and prints a table of the lot.
+// BenchmarkCloudPaths times the binary moving a generated CSV along each
+// cloud path, s3→local, gs→local, s3→s3, gs→gs, local→s3 and local→gs,
+// through simulated links (each connection MOMENTUM_BENCH_RATE bytes per
+// second each way, default 16 MB/s; MOMENTUM_BENCH_LATENCY per request,
+// default 20ms), with --connections 1 and with 8, the default.
+// Beside each path is its transfer bound, measured in the benchmark's own
+// process through the same links with the same SDK clients: a plain
+// parallel download of the input (8 ranged requests at once, pinned to
+// its version like the binary's but kept in no order) and a plain
+// parallel upload of the output (8 single-request uploads of an eighth of
+// it at once); the bound is the slower of the two. The reader alone
+// (compute.ReadAhead into nothing) is measured too.
+//
+// It reports the binary's peak RSS and CPU time, and the time the
+// emulators spent committing its output (clouds.commitNs), which S3 and
+// Cloud Storage spend no such time on, and prints a table of the lot:
+// seconds, MB/s, the time over the bound (÷bound), the speed over one
+// connection's (×one), peak RSS, CPU seconds, the emulators' commit
+// seconds, and the time less the commit over the bound (÷bound−c).
 //
 // The object is MOMENTUM_BENCH_BYTES of CSV, 32 MiB by default, so that a
 // run takes seconds; the figures in the README are for 256 MiB:
 //
 //	MOMENTUM_BENCH_BYTES=268435456 go test -tags disable_grpc_modules,lambda.norpc \
-//	  -run '^$' -bench CloudRead -benchtime 1x ./cmd/momentum
-func BenchmarkCloudRead(b *testing.B) {
+//	  -run '^$' -bench CloudPaths -benchtime 1x ./cmd/momentum
+func BenchmarkCloudPaths(b *testing.B) {
 	size := benchEnv(b, "MOMENTUM_BENCH_BYTES", 32<<20)
 	rate := benchEnv(b, "MOMENTUM_BENCH_RATE", 16e6)
 	latency := 20 * time.Millisecond
@@ -56,69 +63,60 @@ func BenchmarkCloudRead(b *testing.B) {
 
 	c := startClouds(b)
 	s3Link, gcsLink, env := c.linked(b, link.Config{Rate: rate, Latency: latency})
-	var out bytes.Buffer
-	st, err := compute.Transform(context.Background(), io.Discard, &csvStream{size: size}, compute.Options{})
-	if err != nil {
+	linked := map[string]compute.Store{
+		"s3": linkedStore(b, "s3", "in", s3Link),
+		"gs": linkedStore(b, "gs", "in", gcsLink),
+	}
+	var output bytes.Buffer
+	if _, err := compute.Transform(context.Background(), &output, &csvStream{size: size}, compute.Options{}); err != nil {
 		b.Fatal(err)
 	}
 	dir := b.TempDir()
-	type row struct {
-		name           string
-		mbps, rss, cpu float64
+	input := filepath.Join(dir, "bench.csv")
+	f, err := os.Create(input)
+	if err != nil {
+		b.Fatal(err)
 	}
-	var table []row
+	if _, err := io.Copy(f, &csvStream{size: size}); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
 	for _, scheme := range []string{"s3", "gs"} {
-		src := scheme + "://in/bench.csv"
-		store, key := c.store(src)
-		w, err := store.NewWriter(context.Background(), key, compute.WriteOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.CopyBuffer(w, &csvStream{size: size}, make([]byte, 1<<20)); err != nil {
-			b.Fatal(err)
-		}
-		if err := w.Close(); err != nil {
-			b.Fatal(err)
-		}
+		store, key := c.store(scheme + "://in/bench.csv")
+		putCSV(b, store, key, size)
+	}
 
-		for _, n := range []int{1, conns} {
-			name := fmt.Sprintf("%s→local/momentum-%d", scheme, n)
-			b.Run(name, func(b *testing.B) {
-				b.SetBytes(size)
-				var peak int64
-				var cpu time.Duration
-				dst := filepath.Join(dir, "out.csv")
-				for b.Loop() {
-					os.Remove(dst)
-					cmd := exec.Command(bin, "--quiet", "--connections", strconv.Itoa(n), src, dst)
-					cmd.Env = env
-					var stderr bytes.Buffer
-					cmd.Stderr = &stderr
-					if err := cmd.Start(); err != nil {
-						b.Fatal(err)
-					}
-					rss := watchPeakRSS(cmd.Process.Pid)
-					if err := cmd.Wait(); err != nil {
-						b.Fatalf("%v: %s", err, stderr.String())
-					}
-					peak = max(peak, rss())
-					cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-				}
-				if fi, err := os.Stat(dst); err != nil || fi.Size() != st.BytesOut {
-					b.Fatalf("output: %v, %v; want %d bytes", fi, err, st.BytesOut)
-				}
-				b.ReportMetric(float64(peak)/(1<<20), "peak-MiB")
-				b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
-				table = append(table, row{name, float64(size) * float64(b.N) / 1e6 / b.Elapsed().Seconds(), float64(peak) / (1 << 20), cpu.Seconds() / float64(b.N)})
-			})
-		}
-
-		linked := linkedStore(b, scheme, map[string]*link.Link{"s3": s3Link, "gs": gcsLink}[scheme])
-		name := fmt.Sprintf("%s→discard/readahead-%d", scheme, conns)
-		b.Run(name, func(b *testing.B) {
+	// The transfer bounds: seconds to download the input, or upload the
+	// output, through one scheme's link.
+	download, upload := map[string]float64{}, map[string]float64{}
+	var table []benchRow
+	for _, scheme := range []string{"s3", "gs"} {
+		b.Run(scheme+"/download-8", func(b *testing.B) {
 			b.SetBytes(size)
 			for b.Loop() {
-				r, _, err := compute.ReadAhead{Connections: conns}.NewReader(context.Background(), linked, key, compute.ReadOptions{})
+				if err := parallelDownload(linked[scheme], "bench.csv", size, conns); err != nil {
+					b.Fatal(err)
+				}
+			}
+			download[scheme] = b.Elapsed().Seconds() / float64(b.N)
+			table = append(table, benchRow{name: scheme + " plain download, 8", seconds: download[scheme]})
+		})
+		b.Run(scheme+"/upload-8", func(b *testing.B) {
+			b.SetBytes(int64(output.Len()))
+			for b.Loop() {
+				if err := parallelUpload(scheme, s3Link, gcsLink, output.Bytes(), conns); err != nil {
+					b.Fatal(err)
+				}
+			}
+			upload[scheme] = b.Elapsed().Seconds() / float64(b.N)
+			table = append(table, benchRow{name: scheme + " plain upload, 8", bytes: int64(output.Len()), seconds: upload[scheme]})
+		})
+		b.Run(scheme+"/readahead-8", func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				r, _, err := compute.ReadAhead{Connections: conns}.NewReader(context.Background(), linked[scheme], "bench.csv", compute.ReadOptions{})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -128,33 +126,108 @@ func BenchmarkCloudRead(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			table = append(table, row{name, float64(size) * float64(b.N) / 1e6 / b.Elapsed().Seconds(), 0, 0})
+			table = append(table, benchRow{name: scheme + " compute.ReadAhead alone, 8", seconds: b.Elapsed().Seconds() / float64(b.N)})
 		})
-		name = fmt.Sprintf("%s→discard/download-%d", scheme, conns)
-		b.Run(name, func(b *testing.B) {
-			b.SetBytes(size)
-			for b.Loop() {
-				if err := parallelDownload(linked, key, size, conns); err != nil {
-					b.Fatal(err)
+	}
+
+	for _, path := range []struct{ from, to string }{
+		{"s3", "local"}, {"gs", "local"}, {"s3", "s3"}, {"gs", "gs"}, {"local", "s3"}, {"local", "gs"},
+	} {
+		var bound float64
+		src := input
+		if path.from != "local" {
+			src = path.from + "://in/bench.csv"
+			bound = download[path.from]
+		}
+		if path.to != "local" {
+			bound = max(bound, upload[path.to])
+		}
+		var one float64
+		for _, n := range []int{1, conns} {
+			name := fmt.Sprintf("%s→%s/connections-%d", path.from, path.to, n)
+			b.Run(name, func(b *testing.B) {
+				b.SetBytes(size)
+				var row benchRow
+				for i := 0; b.Loop(); i++ {
+					dst := filepath.Join(dir, "out.csv")
+					os.Remove(dst)
+					if path.to != "local" {
+						dst = fmt.Sprintf("%s://out/bench-%d-%d.csv", path.to, n, i)
+					}
+					args := []string{"--quiet", "--connections", strconv.Itoa(n), src, dst}
+					c.commitNs.Store(0)
+					run := runMeasured(b, env, args...)
+					row.seconds += run.elapsed.Seconds()
+					row.commit += time.Duration(c.commitNs.Load()).Seconds()
+					row.cpu += run.cpu.Seconds()
+					row.rss = max(row.rss, run.peakRSS)
+					checkBenchOutput(b, c, dst, output.Len())
 				}
-			}
-			table = append(table, row{name, float64(size) * float64(b.N) / 1e6 / b.Elapsed().Seconds(), 0, 0})
-		})
+				row.seconds /= float64(b.N)
+				row.commit /= float64(b.N)
+				row.cpu /= float64(b.N)
+				row.name, row.bound = name, bound
+				if n == 1 {
+					one = row.seconds
+				}
+				row.one = one
+				b.ReportMetric(float64(row.rss)/(1<<20), "peak-MiB")
+				b.ReportMetric(row.cpu, "cpu-s/op")
+				b.ReportMetric(row.commit, "commit-s/op")
+				b.ReportMetric(row.bound/row.seconds, "×bound")
+				table = append(table, row)
+			})
+		}
 	}
-	fmt.Fprintf(&out, "%d MiB, links of %.0f MB/s per connection, %v per request:\n", size>>20, float64(rate)/1e6, latency)
-	one := map[string]float64{}
+
+	fmt.Printf("%d MiB, links of %.0f MB/s per connection, %v per request:\n", size>>20, float64(rate)/1e6, latency)
+	fmt.Printf("  %-30s %7s %7s %7s %7s %8s %8s %7s %8s\n", "", "s", "MB/s", "÷bound", "×one", "peak", "CPU s", "commit", "÷bound−c")
 	for _, r := range table {
-		scheme, _, _ := strings.Cut(r.name, "→")
-		if strings.HasSuffix(r.name, "momentum-1") {
-			one[scheme] = r.mbps
+		if r.bytes == 0 {
+			r.bytes = size
 		}
-		rss := ""
-		if r.rss > 0 {
-			rss = fmt.Sprintf("  peak RSS %4.0f MiB  CPU %4.1f s", r.rss, r.cpu)
+		fmt.Printf("  %-30s %7.2f %7.1f", r.name, r.seconds, float64(r.bytes)/1e6/r.seconds)
+		if r.bound > 0 {
+			fmt.Printf(" %7.2f %7.1f %4d MiB %8.1f %7.2f %8.2f", r.seconds/r.bound, r.one/r.seconds, r.rss>>20, r.cpu, r.commit, (r.seconds-r.commit)/r.bound)
 		}
-		fmt.Fprintf(&out, "  %-26s %6.1f MB/s  %4.1f× one connection%s\n", r.name, r.mbps, r.mbps/one[scheme], rss)
+		fmt.Println()
 	}
-	fmt.Print(out.String())
+}
+
+// benchRow is a line of BenchmarkCloudPaths' table, in seconds per run
+// of bytes moved (0 for the input's size).
+type benchRow struct {
+	name                string
+	bytes               int64
+	seconds, bound, one float64
+	cpu, commit         float64
+	rss                 int64
+}
+
+// checkBenchOutput fails b unless the output at dst has size bytes, and then
+// removes it.
+func checkBenchOutput(b *testing.B, c *clouds, dst string, size int) {
+	b.Helper()
+	if !isURL(dst) {
+		if fi, err := os.Stat(dst); err != nil || fi.Size() != int64(size) {
+			b.Fatalf("output: %v, %v; want %d bytes", fi, err, size)
+		}
+		return
+	}
+	store, key := c.store(dst)
+	r, info, err := store.NewReader(context.Background(), key, compute.ReadOptions{Length: 1})
+	if err != nil || info.Size != int64(size) {
+		b.Fatalf("output %s: %+v, %v; want %d bytes", dst, info, err, size)
+	}
+	r.Close()
+	if scheme, bucket, _, _ := splitURL(dst); scheme == "s3" {
+		_, err = c.s3.DeleteObject(context.Background(), &awss3.DeleteObjectInput{Bucket: &bucket, Key: &key})
+	} else {
+		err = c.gcs.Bucket(bucket).Object(key).Delete(context.Background())
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
 }
 
 func benchEnv(b *testing.B, name string, def int64) int64 {
@@ -169,24 +242,32 @@ func benchEnv(b *testing.B, name string, def int64) int64 {
 	return n
 }
 
-// linkedStore is a store on the bucket "in" of a scheme's server,
-// through a link, with a client of the benchmark's own.
-func linkedStore(b *testing.B, scheme string, l *link.Link) compute.Store {
+// linkedStore is a store on a bucket of a scheme's server, through a
+// link, with a client of the benchmark's own.
+func linkedStore(b *testing.B, scheme, bucket string, l *link.Link) compute.Store {
 	if scheme == "s3" {
-		return s3.NewFromClient(awss3.New(awss3.Options{
-			Region:       "us-east-1",
-			BaseEndpoint: aws.String(l.URL),
-			UsePathStyle: true,
-			Credentials:  credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""),
-		}), "in")
+		return s3.NewFromClient(linkedS3(l), bucket)
 	}
+	return gcs.NewFromClient(linkedGCS(b, l), bucket)
+}
+
+func linkedS3(l *link.Link) *awss3.Client {
+	return awss3.New(awss3.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(l.URL),
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""),
+	})
+}
+
+func linkedGCS(b *testing.B, l *link.Link) *storage.Client {
 	client, err := storage.NewClient(context.Background(), option.WithEndpoint(l.URL+"/storage/v1/"),
 		option.WithoutAuthentication(), storage.WithJSONReads())
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { client.Close() })
-	return gcs.NewFromClient(client, "in")
+	return client
 }
 
 // parallelDownload reads size bytes of key in ranges of
@@ -237,4 +318,51 @@ func parallelDownload(s compute.Store, key string, size int64, conns int) error 
 	}
 	wg.Wait()
 	return first
+}
+
+// parallelUpload writes data to the bucket "out" of a scheme's server
+// through its link as conns objects of an equal share each, uploaded at
+// once, each in a single request with the SDK's own client (S3
+// PutObject, a Cloud Storage upload of one chunk): the most conns
+// connections carry, with no commit to wait for. Each run replaces the
+// last one's objects.
+func parallelUpload(scheme string, s3Link, gcsLink *link.Link, data []byte, conns int) error {
+	ctx := context.Background()
+	var (
+		wg   sync.WaitGroup
+		errs = make([]error, conns)
+		s3c  *awss3.Client
+		gcsc *storage.Client
+	)
+	if scheme == "s3" {
+		s3c = linkedS3(s3Link)
+	} else {
+		var err error
+		if gcsc, err = storage.NewClient(ctx, option.WithEndpoint(gcsLink.URL+"/storage/v1/"), option.WithoutAuthentication()); err != nil {
+			return err
+		}
+		defer gcsc.Close()
+	}
+	for i := range conns {
+		part := data[i*len(data)/conns : (i+1)*len(data)/conns]
+		key := fmt.Sprintf("plain/%d", i)
+		wg.Go(func() {
+			if s3c != nil {
+				_, errs[i] = s3c.PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String("out"), Key: &key, Body: bytes.NewReader(part)})
+				return
+			}
+			w := gcsc.Bucket("out").Object(key).NewWriter(ctx)
+			w.ChunkSize = 0
+			if _, errs[i] = w.Write(part); errs[i] == nil {
+				errs[i] = w.Close()
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -17,11 +17,11 @@ import (
 	"github.com/momentum-run/momentum/compute"
 )
 
-// serveConnections is the service's default --connections: its input
-// and output are both in the cloud, as for the CLI (defaultConnections),
-// and it runs up to four events per CPU at once, each with buffers of its
-// own.
-const serveConnections = compute.DefaultConnections / 2
+// serveConnections is the service's default --connections. Its input
+// and output are both in the cloud, so each event holds ranges of 4 MiB
+// and parts of 5 MiB (sharedRangeSize, sharedPartSize), 77 MiB at most;
+// it runs up to four events per CPU at once, each with buffers of its own.
+const serveConnections = compute.DefaultConnections
 
 // serveEnvironment ends the help of momentum serve.
 const serveEnvironment = `
@@ -73,7 +73,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Route: c.route,
 		Bucket: cachedBuckets(func(ctx context.Context, name string) (compute.Store, error) {
 			useFallbackRootsIfNone()
-			return gcs.New(ctx, name, gcs.WithUploadConcurrency(c.readAhead.Connections))
+			return gcs.New(ctx, name, gcs.WithUploadConcurrency(c.readAhead.Connections), gcs.WithPartSize(c.partSize))
 		}),
 		Options:   c.opts,
 		ReadAhead: c.readAhead,

@@ -24,6 +24,9 @@ import (
 type storeSet struct {
 	// readAhead is how cloud objects are read; see readAheadFor.
 	readAhead compute.ReadAhead
+	// partSize is the bytes in each part of a cloud output; 0 for the
+	// stores' default.
+	partSize int
 
 	files   *local.Store
 	buckets map[string]compute.Store // by scheme://bucket
@@ -122,6 +125,14 @@ func (s *storeSet) uploads() int {
 	return compute.DefaultConnections
 }
 
+// partSizeOr is the bytes in each part of a cloud output, or def.
+func (s *storeSet) partSizeOr(def int) int {
+	if s.partSize > 0 {
+		return s.partSize
+	}
+	return def
+}
+
 // bucket returns the store of a bucket, opened once.
 func (s *storeSet) bucket(ctx context.Context, scheme, bucket string) (compute.Store, error) {
 	id := scheme + "://" + bucket
@@ -132,13 +143,13 @@ func (s *storeSet) bucket(ctx context.Context, scheme, bucket string) (compute.S
 	var store compute.Store
 	switch scheme {
 	case "s3":
-		st, err := s3.New(ctx, bucket, s3.WithUploadConcurrency(s.uploads()))
+		st, err := s3.New(ctx, bucket, s3.WithUploadConcurrency(s.uploads()), s3.WithPartSize(s.partSizeOr(s3.DefaultPartSize)))
 		if err != nil {
 			return nil, err
 		}
 		store = st
 	case "gs":
-		st, err := gcs.New(ctx, bucket, gcs.WithUploadConcurrency(s.uploads()))
+		st, err := gcs.New(ctx, bucket, gcs.WithUploadConcurrency(s.uploads()), gcs.WithPartSize(s.partSizeOr(gcs.DefaultPartSize)))
 		if err != nil {
 			return nil, err
 		}
