@@ -110,6 +110,10 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 	default:
 		return nil, &usageError{fmt.Sprintf("too many arguments: %q", rest[2:])}
 	}
+	if kernel.compress == "" {
+		// out.csv.gz means gzip, as tar -a reads a name.
+		c.opts.Compress = compute.CompressionOfName(c.output)
+	}
 	if c.input != "-" && sameLocation(c.input, c.output) {
 		return nil, &usageError{fmt.Sprintf("INPUT %q and OUTPUT %q are the same file: the output would overwrite its input", c.input, c.output)}
 	}
