@@ -10,6 +10,7 @@ package codec
 import (
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -52,7 +53,12 @@ func (Codec) NewReader(r io.Reader, c compute.Compression) (io.ReadCloser, error
 func (Codec) NewWriter(w io.Writer, c compute.Compression) (io.WriteCloser, error) {
 	switch c {
 	case compute.Gzip:
-		return gzip.NewWriterLevel(w, gzip.DefaultCompression)
+		zw, err := gzip.NewWriterLevel(w, gzip.DefaultCompression)
+		if err != nil {
+			return nil, err
+		}
+		zw.ModTime = time.Unix(0, 0) // "no time"; the zero Time would write year 1's
+		return zw, nil
 	case compute.Zstd:
 		return zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
 	}
