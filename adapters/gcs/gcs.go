@@ -281,10 +281,11 @@ func (s *Store) NewReader(ctx context.Context, key string, o compute.ReadOptions
 	if length <= 0 {
 		length = -1 // to the end
 	}
-	// The stored bytes, even of an object stored with Content-Encoding
-	// gzip: they are decompressed once, by the kernel, and byte ranges
-	// mean the stored bytes, as the object's size does.
-	r, err := obj.ReadCompressed(true).NewRangeReader(ctx, o.Offset, length)
+	// An object stored with Content-Encoding gzip arrives decompressed
+	// (Attrs.Decompressed; no size, so no ranges): the kernel sees plain
+	// CSV and decompresses nothing twice. Asking for the stored bytes
+	// instead (ReadCompressed) is refused by the client on JSON reads.
+	r, err := obj.NewRangeReader(ctx, o.Offset, length)
 	if err != nil {
 		if httpStatus(err) == http.StatusRequestedRangeNotSatisfiable {
 			return s.pastEnd(ctx, obj, key, o.Offset, info, err)

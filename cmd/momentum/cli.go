@@ -186,9 +186,10 @@ func printUsage(fs *flag.FlagSet, w io.Writer, text, footer string) {
 	fmt.Fprint(w, footer)
 }
 
-// rejectsPath puts the rejects file beside the output: out.csv gives
-// out.rejects.csv.
+// rejectsPath puts the rejects file beside the output: out.csv (or
+// out.csv.gz) gives out.rejects.csv.
 func rejectsPath(output string) string {
+	output = compute.NameFor(output, compute.Uncompressed) // out.csv.gz's are plain: out.rejects.csv
 	ext := filepath.Ext(output)
 	if !strings.EqualFold(ext, ".csv") {
 		return output + ".rejects.csv"
@@ -306,7 +307,17 @@ func transformFiles(ctx context.Context, c *cliConfig, stdin io.Reader, stdout, 
 		return compute.Stats{}, 0, err
 	}
 	defer in.Close()
-	out, err := stores.create(ctx, c.output, stdout)
+	// The output's compression is known before it is created, for its
+	// metadata: the input's first bytes tell the input's.
+	counter := &countingReader{r: in}
+	src, inComp, err := compute.Detect(counter)
+	if err != nil {
+		return compute.Stats{}, 0, err
+	}
+	if c.opts.Compress == compute.SameAsInput {
+		c.opts.Compress = inComp
+	}
+	out, err := stores.create(ctx, c.output, stdout, c.opts.Compress.ContentEncoding())
 	if err != nil {
 		return compute.Stats{}, 0, err
 	}
@@ -324,15 +335,14 @@ func transformFiles(ctx context.Context, c *cliConfig, stdin io.Reader, stdout, 
 		}
 	}()
 	if c.rejects != "" {
-		if rejects, err = stores.create(ctx, c.rejects, stdout); err != nil {
+		if rejects, err = stores.create(ctx, c.rejects, stdout, ""); err != nil {
 			return compute.Stats{}, 0, err
 		}
 		c.opts.Rejects = rejects
 	}
 
-	counter := &countingReader{r: in}
 	stopProgress := startProgress(ctx, c.quiet, stderr, size, counter)
-	st, err := compute.Transform(ctx, out, counter, c.opts)
+	st, err := compute.Transform(ctx, out, src, c.opts)
 	stopProgress()
 	if err != nil {
 		return st, 0, inputError(c.input, err)
