@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -425,5 +426,68 @@ func TestBombOfRows(t *testing.T) {
 			t.Errorf("%s: heap peaked at %d MiB reading %d MiB, plain at %d MiB", c, peak>>20, st.BytesIn>>20, plain>>20)
 		}
 		t.Logf("%s: %d MiB read, heap peak %d MiB (plain %d MiB)", c, st.BytesIn>>20, peak>>20, plain>>20)
+	}
+}
+
+// benchRows is about 32 MiB of id,mass,velocity rows, as the bench
+// harness makes them: varied numbers, so that compression is realistic.
+func benchRows() []byte {
+	var b bytes.Buffer
+	b.WriteString("id,mass,velocity\n")
+	x := uint64(88172645463325252)
+	for i := 0; b.Len() < 32<<20; i++ {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		fmt.Fprintf(&b, "%d,%d.%03d,%d.%04d\n", i, x%1000, (x>>10)%1000, (x>>20)%100, (x>>30)%10000)
+	}
+	return b.Bytes()
+}
+
+// BenchmarkTransform is the kernel on the same rows read plain, as gzip
+// and as zstd: b.SetBytes counts the CSV bytes, so the MB/s compare the
+// cost of decompression directly.
+func BenchmarkTransform(b *testing.B) {
+	plain := benchRows()
+	for _, c := range []compute.Compression{compute.Uncompressed, compute.Gzip, compute.Zstd} {
+		in := plain
+		if c != compute.Uncompressed {
+			in = compressed(b, plain, c)
+		}
+		b.Run(c.String(), func(b *testing.B) {
+			b.SetBytes(int64(len(plain)))
+			b.ReportAllocs()
+			var rows int64
+			for b.Loop() {
+				st, err := compute.Transform(context.Background(), io.Discard, bytes.NewReader(in), compute.Options{Codec: Codec{}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				rows += st.RowsOut
+			}
+			b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
+			b.ReportMetric(float64(len(in))/float64(len(plain)), "ratio")
+		})
+	}
+}
+
+// BenchmarkDecompress is decompression alone, for comparison.
+func BenchmarkDecompress(b *testing.B) {
+	plain := benchRows()
+	for _, c := range []compute.Compression{compute.Gzip, compute.Zstd} {
+		in := compressed(b, plain, c)
+		b.Run(c.String(), func(b *testing.B) {
+			b.SetBytes(int64(len(plain)))
+			for b.Loop() {
+				r, err := Codec{}.NewReader(bytes.NewReader(in), c)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.Copy(io.Discard, r); err != nil {
+					b.Fatal(err)
+				}
+				r.Close()
+			}
+		})
 	}
 }
