@@ -140,3 +140,19 @@ func TestShardJobRefusesCompressed(t *testing.T) {
 		}
 	}
 }
+
+// TestJobOutputNameDecides: with SameAsInput, an output named .gz is gzip
+// even when its input arrived plain (Cloud Storage serves an object stored
+// with Content-Encoding gzip decompressed).
+func TestJobOutputNameDecides(t *testing.T) {
+	j, s := newJob(t, "mass,velocity\n2,3\n")
+	j.OutputKey = "out/a.csv.gz"
+	j.Options = compute.Options{Codec: codec.Codec{}, Compress: compute.SameAsInput}
+	if res, err := j.Run(context.Background()); err != nil || res.Outcome != compute.Done {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	out, _ := read(t, s, j.OutputKey)
+	if compute.DetectCompression([]byte(out)) != compute.Gzip || decompress(t, []byte(out)) != "mass,velocity,momentum\n2,3,6\n" {
+		t.Errorf("output %q, want gzip", out)
+	}
+}

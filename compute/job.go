@@ -117,7 +117,12 @@ func (j *Job) Run(ctx context.Context) (JobResult, error) {
 	}
 	o := j.Options
 	if o.Compress == SameAsInput {
+		// An output named .gz or .zst is so, whatever the input was: Cloud
+		// Storage serves a.csv.gz stored with Content-Encoding gzip plain.
 		o.Compress = inComp
+		if c := CompressionOfName(j.OutputKey); c != Uncompressed {
+			o.Compress = c
+		}
 	}
 
 	create := WriteOptions{IfNotExists: true, ContentType: "text/csv", ContentEncoding: o.Compress.ContentEncoding()}
