@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"io"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -195,5 +198,67 @@ func TestCloudCompressedFailures(t *testing.T) {
 	}
 	if _, err := c.get(t, "s3://out/parts/part-00001.csv"); !errors.Is(err, compute.ErrNotFound) {
 		t.Errorf("shard: part: %v, want none", err)
+	}
+}
+
+// TestCloudCompressedMemory: an S3 object read as gzip or zstd and
+// written so stays under the 128 MiB of the smallest Lambda, as plain
+// objects do (TestCloudLargeObjectMemory).
+func TestCloudCompressedMemory(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("streams a large object; .ci/run runs it without -race")
+	}
+	size := int64(64 << 20)
+	c := startClouds(t)
+	for _, comp := range []compute.Compression{compute.Gzip, compute.Zstd} {
+		t.Run(comp.String(), func(t *testing.T) {
+			src, dst := "s3://in/big.csv"+comp.Ext(), "s3://out/big.csv"+comp.Ext()
+			store, key := c.store(src)
+			w, err := store.NewWriter(context.Background(), key, compute.WriteOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc, _ := codec.Codec{}.NewWriter(w, comp)
+			if _, err := io.CopyBuffer(enc, &csvStream{size: size}, make([]byte, 1<<20)); err != nil {
+				t.Fatal(err)
+			}
+			if err := enc.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, "--quiet", src, dst)
+			cmd.Env = c.env("GOMEMLIMIT=96MiB")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			peak := watchPeakRSS(cmd.Process.Pid)
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("%v: %s", err, stderr.String())
+			}
+			rssMiB := peak() >> 20
+			t.Logf("%s, s3→s3: %d MiB of CSV, peak RSS %d MiB", comp, size>>20, rssMiB)
+			if rssMiB >= 128 {
+				t.Errorf("peak RSS %d MiB, want under 128 MiB", rssMiB)
+			}
+			want := sha256.New()
+			if _, err := compute.Transform(context.Background(), want, &csvStream{size: size}, compute.Options{}); err != nil {
+				t.Fatal(err)
+			}
+			out, err := c.get(t, dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if compute.DetectCompression(out) != comp {
+				t.Fatalf("output is not %s", comp)
+			}
+			got := sha256.Sum256(decompressed(t, out))
+			if !bytes.Equal(got[:], want.Sum(nil)) {
+				t.Error("output object differs from the kernel's output")
+			}
+		})
 	}
 }
