@@ -97,13 +97,17 @@ func TestCloudCompressed(t *testing.T) {
 		{"s3 to stdout", []string{"s3://in/p.csv.zst", "-"}, "-", compute.Uncompressed},
 		{"stdin to stdout, MOMENTUM_COMPRESS", []string{"-", "-"}, "-", compute.Gzip},
 		{"job keeps the input's", []string{"job", "--input", "s3://in/p.csv.gz", "--output", "gs://out/job/p.csv.gz"}, "gs://out/job/p.csv.gz", compute.Gzip},
+		{"Cloud Run job task", nil, "gs://out/task/p.csv.zst", compute.Zstd},
 		{"job --compress none", []string{"job", "--compress", "none", "--input", "gs://in/p.csv.zst", "--output", "s3://out/job/p.csv"}, "s3://out/job/p.csv", compute.Uncompressed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var env []string
 			var stdin *bytes.Reader
-			if tt.args[0] == "-" {
+			if tt.args == nil {
+				env = []string{"CLOUD_RUN_JOB=momentum", "CLOUD_RUN_EXECUTION=momentum-abc12", "CLOUD_RUN_TASK_INDEX=0", "CLOUD_RUN_TASK_COUNT=1",
+					"MOMENTUM_INPUT=s3://in/p.csv.zst", "MOMENTUM_OUTPUT=" + tt.out}
+			} else if tt.args[0] == "-" {
 				env, stdin = []string{"MOMENTUM_COMPRESS=gzip"}, bytes.NewReader(zst)
 			}
 			var res result
