@@ -162,8 +162,91 @@ func decompress(r io.Reader, codec Codec) (csv io.Reader, c Compression, close f
 	if err != nil {
 		return nil, c, nil, corrupt(src, c, 0, err)
 	}
-	return &decodeReader{dec: dec, src: src, c: c}, c, func() { dec.Close() }, nil
+	ahead := newAheadReader(&decodeReader{dec: dec, src: src, c: c}, dec.Close)
+	return ahead, c, ahead.close, nil
 }
+
+// Decoding runs ahead of the kernel by up to aheadBlocks blocks of
+// aheadBlockSize bytes, on a goroutine of its own, as zcat in a pipe
+// would: the kernel's splitter does not wait for the decoder.
+const (
+	aheadBlocks    = 4
+	aheadBlockSize = 256 << 10
+)
+
+// aheadReader reads r on its own goroutine into a few blocks. The
+// goroutine owns r: once close is called, it frees r (done) when its
+// read in progress returns, so that close never waits on a read that
+// may block (a pipe, a stalled network).
+type aheadReader struct {
+	full  chan aheadBlock
+	free  chan []byte
+	stop  chan struct{}
+	block []byte // the block being read, whole
+	cur   []byte // what is left of it
+	err   error
+}
+
+type aheadBlock struct {
+	b   []byte
+	err error
+}
+
+func newAheadReader(r io.Reader, done func() error) *aheadReader {
+	a := &aheadReader{full: make(chan aheadBlock, aheadBlocks), free: make(chan []byte, aheadBlocks), stop: make(chan struct{})}
+	for range aheadBlocks {
+		a.free <- make([]byte, aheadBlockSize)
+	}
+	go func() {
+		defer done()
+		for {
+			var b []byte
+			select {
+			case b = <-a.free:
+			case <-a.stop:
+				return
+			}
+			n, err := 0, error(nil)
+			for n < len(b) && err == nil {
+				var m int
+				m, err = r.Read(b[n:])
+				n += m
+			}
+			select {
+			case a.full <- aheadBlock{b[:n], err}:
+			case <-a.stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return a
+}
+
+func (a *aheadReader) Read(p []byte) (int, error) {
+	for len(a.cur) == 0 {
+		if a.err != nil {
+			return 0, a.err
+		}
+		if a.block != nil {
+			a.free <- a.block[:cap(a.block)]
+			a.block = nil
+		}
+		blk := <-a.full
+		a.block, a.cur, a.err = blk.b, blk.b, blk.err
+		if len(a.cur) == 0 && a.err == nil {
+			a.err = io.ErrNoProgress
+		}
+	}
+	n := copy(p, a.cur)
+	a.cur = a.cur[n:]
+	return n, nil
+}
+
+// close stops the goroutine; it frees r on its way out.
+func (a *aheadReader) close() { close(a.stop) }
 
 // sourceReader keeps the last error of the compressed bytes' own reader,
 // to tell it from the decoder's.
