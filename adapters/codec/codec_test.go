@@ -491,3 +491,35 @@ func BenchmarkDecompress(b *testing.B) {
 		})
 	}
 }
+
+// blockingReader gives its bytes, then blocks until released.
+type blockingReader struct {
+	r       io.Reader
+	release chan struct{}
+}
+
+func (b *blockingReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		<-b.release
+		return 0, errors.New("closed")
+	}
+	return n, err
+}
+
+// TestStopWhileReadBlocks: a run that ends (here at a bad header) while
+// the decoder waits on its source returns at once; the decoder is freed
+// when the source lets go.
+func TestStopWhileReadBlocks(t *testing.T) {
+	rows := append([]byte("no such columns\n"), bytes.Repeat([]byte("1,2\n"), 1<<20)...)
+	for _, c := range []compute.Compression{compute.Gzip, compute.Zstd} {
+		// Most of a stream, then a source that waits.
+		whole := compressed(t, rows, c)
+		src := &blockingReader{r: bytes.NewReader(whole[:len(whole)/2]), release: make(chan struct{})}
+		_, err := compute.Transform(context.Background(), io.Discard, src, compute.Options{Codec: Codec{}})
+		close(src.release)
+		if !errors.Is(err, compute.ErrMissingColumn) {
+			t.Errorf("%s: got %v, want ErrMissingColumn", c, err)
+		}
+	}
+}
