@@ -45,7 +45,7 @@ var (
 // else.
 func IsStructural(err error) bool {
 	for _, s := range []error{ErrEmptyInput, ErrUTF16, ErrMissingColumn, ErrDuplicateColumn,
-		ErrAlreadyProcessed, ErrUnterminatedQuote, ErrRecordTooLarge} {
+		ErrAlreadyProcessed, ErrUnterminatedQuote, ErrRecordTooLarge, ErrCorruptStream, ErrNoCodec} {
 		if errors.Is(err, s) {
 			return true
 		}

@@ -109,21 +109,35 @@ func (j *Job) Run(ctx context.Context) (JobResult, error) {
 		return JobResult{}, err
 	}
 	defer in.Close()
+	// The output's compression is known before it is created, for its
+	// metadata: the input's first bytes tell the input's.
+	src, inComp, err := Detect(in)
+	if err != nil {
+		return JobResult{}, err
+	}
+	o := j.Options
+	if o.Compress == SameAsInput {
+		// An output named .gz or .zst is so, whatever the input was: Cloud
+		// Storage serves a.csv.gz stored with Content-Encoding gzip plain.
+		o.Compress = inComp
+		if c := CompressionOfName(j.OutputKey); c != Uncompressed {
+			o.Compress = c
+		}
+	}
 
-	create := WriteOptions{IfNotExists: true, ContentType: "text/csv"}
+	create := WriteOptions{IfNotExists: true, ContentType: "text/csv", ContentEncoding: o.Compress.ContentEncoding()}
 	rejectsKey := ""
 	if j.Options.OnError == OnErrorSkip {
 		rejectsKey = j.RejectsKey
 	}
-	w, err := openOutputs(ctx, j.Output, j.OutputKey, rejectsKey, create)
+	w, err := openOutputs(ctx, j.Output, j.OutputKey, rejectsKey, create, WriteOptions{IfNotExists: true, ContentType: "text/csv"})
 	if err != nil {
 		return storageFailure(ctx, err, j.Fail)
 	}
 	defer w.abort()
-	o := j.Options
 	o.Rejects = w.rejects
 
-	st, err := Transform(ctx, w.out, in, o)
+	st, err := Transform(ctx, w.out, src, o)
 	if err != nil {
 		return sortFailure(ctx, st, err, j.Fail)
 	}
@@ -145,7 +159,8 @@ type outputs struct {
 	done         bool
 }
 
-func openOutputs(ctx context.Context, s Store, outKey, rejectsKey string, opts WriteOptions) (*outputs, error) {
+// The rejects are plain CSV, written with rejectsOpts.
+func openOutputs(ctx context.Context, s Store, outKey, rejectsKey string, opts, rejectsOpts WriteOptions) (*outputs, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	w := &outputs{cancel: cancel, done: true}
 	var err error
@@ -154,7 +169,7 @@ func openOutputs(ctx context.Context, s Store, outKey, rejectsKey string, opts W
 		return nil, err
 	}
 	if rejectsKey != "" {
-		if w.rejects, err = s.NewWriter(wctx, rejectsKey, opts); err != nil {
+		if w.rejects, err = s.NewWriter(wctx, rejectsKey, rejectsOpts); err != nil {
 			cancel()
 			w.out.Close()
 			return nil, err

@@ -145,6 +145,12 @@ type Options struct {
 	// GOMAXPROCS, and at most MaxWorkersPerCPU×GOMAXPROCS, since the work
 	// is bound by the CPU and each worker holds chunks in memory.
 	Workers int
+	// Codec reads gzip and zstd input and writes compressed output; nil
+	// refuses compressed input (ErrNoCodec).
+	Codec Codec
+	// Compress is how the output is compressed: Uncompressed (the
+	// default), Gzip, Zstd, or SameAsInput.
+	Compress Compression
 }
 
 // MaxWorkersPerCPU bounds Options.Workers.
@@ -179,6 +185,11 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.FixedDecimals && (o.Decimals < 0 || o.Decimals > 100) {
 		return o, fmt.Errorf("compute: decimals %d out of range 0..100", o.Decimals)
+	}
+	switch o.Compress {
+	case Uncompressed, Gzip, Zstd, SameAsInput:
+	default:
+		return o, fmt.Errorf("compute: invalid output compression %q", string(o.Compress))
 	}
 	if o.OnError == OnErrorSkip && (o.Rejects == nil || o.NewRejectWriter == nil) {
 		return o, errors.New("compute: OnErrorSkip needs Rejects and NewRejectWriter")

@@ -98,7 +98,7 @@ func (j *ShardJob) Run(ctx context.Context) (JobResult, error) {
 	}
 	i := j.Shard.Index
 	probe := j.Read
-	probe.Offset, probe.Length = 0, 1
+	probe.Offset, probe.Length = 0, int64(len(zstdMagic))
 	r, info, err := j.Input.NewReader(ctx, j.InputKey, probe)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidKey) {
@@ -106,7 +106,16 @@ func (j *ShardJob) Run(ctx context.Context) (JobResult, error) {
 		}
 		return JobResult{}, err
 	}
+	head, err := io.ReadAll(r)
 	r.Close()
+	if err != nil {
+		return JobResult{}, err
+	}
+	if c := DetectCompression(head); c != Uncompressed {
+		// No part could be right: a byte range of a compressed stream is
+		// no stream. That does not change on a retry.
+		return j.fail(ctx, fmt.Errorf("%w: %s is %s-compressed; run it as one task, with an output that is not a folder", ErrCompressedShards, j.InputKey, c))
+	}
 	if info.Size < 0 {
 		// Such as a compressed object served decompressed: byte ranges
 		// of it mean nothing. That does not change on a retry.
@@ -141,13 +150,15 @@ func (j *ShardJob) Run(ctx context.Context) (JobResult, error) {
 	if j.Options.OnError == OnErrorSkip {
 		rejectsKey = RejectsKey(j.Prefix, i)
 	}
-	w, err := openOutputs(ctx, j.Output, PartKey(j.Prefix, i), rejectsKey, WriteOptions{ContentType: "text/csv"})
+	plain := WriteOptions{ContentType: "text/csv"}
+	w, err := openOutputs(ctx, j.Output, PartKey(j.Prefix, i), rejectsKey, plain, plain)
 	if err != nil {
 		return storageFailure(ctx, err, j.fail)
 	}
 	defer w.abort()
 	o := j.Options
 	o.Rejects = w.rejects
+	o.Compress = Uncompressed // parts are plain CSV, joined by merge
 	ra := &objectReaderAt{ctx: ctx, store: j.Input, key: j.InputKey, pin: pin, size: info.Size, ahead: j.ReadAhead}
 	defer ra.Close()
 	st, err := TransformShard(ctx, w.out, ra, info.Size, j.Shard, o)

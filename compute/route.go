@@ -82,12 +82,24 @@ func (r Route) Targets(bucket, key string) (Targets, error) {
 		return Targets{}, ErrNotInput
 	}
 	out := r.To.Prefix + key[len(r.From.Prefix):]
-	base, ext := out, ""
-	if i := strings.LastIndexByte(out, '.'); i > strings.LastIndexByte(out, '/') && strings.EqualFold(out[i:], ".csv") {
-		base, ext = out[:i], out[i:]
+	// The rejects and the report are plain, named without a.csv.gz's .gz.
+	base, ext := NameFor(out, Uncompressed), ""
+	if i := strings.LastIndexByte(base, '.'); i > strings.LastIndexByte(base, '/') && strings.EqualFold(base[i:], ".csv") {
+		base, ext = base[:i], base[i:]
 	}
 	if ext == "" {
 		ext = ".csv"
 	}
 	return Targets{Output: out, Rejects: base + ".rejects" + ext, Report: base + ".error.json"}, nil
+}
+
+// CompressedAs returns the targets of an output compressed as c: its
+// name gets c's suffix (.gz, .zst, none) in place of the input's.
+// SameAsInput, the default, keeps the input's name: a.csv.gz gives
+// a.csv.gz.
+func (t Targets) CompressedAs(c Compression) Targets {
+	if c != SameAsInput {
+		t.Output = NameFor(t.Output, c)
+	}
+	return t
 }

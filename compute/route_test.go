@@ -20,7 +20,11 @@ func TestRouteTargets(t *testing.T) {
 		{sameBucket, "data", "incoming/a//./../b.csv", Targets{"momentum/a//./../b.csv", "momentum/a//./../b.rejects.csv", "momentum/a//./../b.error.json"}, nil},
 		{sameBucket, "data", "incoming/dir.d/data", Targets{"momentum/dir.d/data", "momentum/dir.d/data.rejects.csv", "momentum/dir.d/data.error.json"}, nil},
 		{sameBucket, "data", "incoming/a.tsv", Targets{"momentum/a.tsv", "momentum/a.tsv.rejects.csv", "momentum/a.tsv.error.json"}, nil},
+		// The rejects and the report of a compressed input are plain.
+		{sameBucket, "data", "incoming/a.csv.gz", Targets{"momentum/a.csv.gz", "momentum/a.rejects.csv", "momentum/a.error.json"}, nil},
+		{sameBucket, "data", "incoming/a.CSV.ZST", Targets{"momentum/a.CSV.ZST", "momentum/a.rejects.CSV", "momentum/a.error.json"}, nil},
 		{sameBucket, "data", "momentum/a.csv", Targets{}, ErrIsOutput},
+		{sameBucket, "data", "momentum/a.csv.gz", Targets{}, ErrIsOutput},
 		{sameBucket, "data", "other/a.csv", Targets{}, ErrNotInput},
 		{sameBucket, "elsewhere", "incoming/a.csv", Targets{}, ErrNotInput},
 		{sameBucket, "data", "incoming/", Targets{}, ErrNotInput},
@@ -58,5 +62,23 @@ func TestRouteCheck(t *testing.T) {
 		if (err == nil) != tt.ok {
 			t.Errorf("%v.Check() = %v, want ok=%v", tt.route, err, tt.ok)
 		}
+	}
+}
+
+func TestTargetsCompressedAs(t *testing.T) {
+	tg := Targets{Output: "momentum/a.csv.gz", Rejects: "momentum/a.rejects.csv", Report: "momentum/a.error.json"}
+	for c, want := range map[Compression]string{
+		SameAsInput:  "momentum/a.csv.gz",
+		Gzip:         "momentum/a.csv.gz",
+		Zstd:         "momentum/a.csv.zst",
+		Uncompressed: "momentum/a.csv",
+	} {
+		got := tg.CompressedAs(c)
+		if got.Output != want || got.Rejects != tg.Rejects || got.Report != tg.Report {
+			t.Errorf("CompressedAs(%s) = %+v, want output %q", c, got, want)
+		}
+	}
+	if got := (Targets{Output: "out/b.csv"}).CompressedAs(Zstd).Output; got != "out/b.csv.zst" {
+		t.Errorf("b.csv as zstd: %q", got)
 	}
 }

@@ -67,6 +67,9 @@ type WriteOptions struct {
 	IfNotExists bool
 	// ContentType is recorded with the object where the store keeps one.
 	ContentType string
+	// ContentEncoding, such as gzip, is recorded with the object where
+	// the store keeps one: the object's bytes are compressed so.
+	ContentEncoding string
 }
 
 // Storage error kinds.

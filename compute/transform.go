@@ -31,11 +31,38 @@ var (
 // Stats.RowsIn = Stats.RowsOut + Stats.RowsRejected; RowsRejected counts
 // the rows written to Rejects, so a run that stops at a bad row in
 // OnErrorFail mode counts only the rows before it.
+//
+// A gzip or zstd input, told by its first bytes, is read through
+// o.Codec; line numbers are those of the decompressed CSV. The output is
+// compressed as o.Compress says, and its stream ended only when the run
+// succeeds.
 func Transform(ctx context.Context, w io.Writer, r io.Reader, o Options) (Stats, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return Stats{}, err
 	}
+	r, inComp, closeInput, err := decompress(r, o.Codec)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer closeInput()
+	outComp := o.Compress
+	if outComp == SameAsInput {
+		outComp = inComp
+	}
+	w, finish, err := compress(w, o.Codec, outComp)
+	if err != nil {
+		return Stats{}, err
+	}
+	st, err := transformPlain(ctx, w, r, o)
+	if err == nil {
+		err = finish()
+	}
+	return st, err
+}
+
+// transformPlain is Transform from plain CSV to plain CSV.
+func transformPlain(ctx context.Context, w io.Writer, r io.Reader, o Options) (Stats, error) {
 	t := &transform{o: o, w: w, sp: newSplitter(r, o), spec: newRowSpec(o), line: 1}
 	t.spec.mass, t.spec.vel = -1, -1
 	t.sp.spec, t.sp.bom = t.spec, true
@@ -45,7 +72,7 @@ func Transform(ctx context.Context, w io.Writer, r io.Reader, o Options) (Stats,
 			return Stats{}, err
 		}
 	}
-	err = t.run(ctx)
+	err := t.run(ctx)
 	t.stats.BytesIn = t.sp.bytesIn
 	return t.stats, err
 }

@@ -214,6 +214,7 @@ func (h *Handler) record(ctx context.Context, log *slog.Logger, raw json.RawMess
 		return res, nil
 	}
 	targets, err := h.Route.Targets(res.Bucket, res.Key)
+	targets = targets.CompressedAs(h.Options.Compress)
 	switch {
 	case errors.Is(err, compute.ErrIsOutput):
 		res.Outcome = string(compute.AlreadyProcessed)

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/momentum-run/momentum/adapters/awslambda"
+	"github.com/momentum-run/momentum/adapters/codec"
 	"github.com/momentum-run/momentum/adapters/local"
 	"github.com/momentum-run/momentum/adapters/rejects"
 	"github.com/momentum-run/momentum/compute"
@@ -1141,5 +1142,41 @@ func TestRequestID(t *testing.T) {
 	}
 	if last := lines[len(lines)-1]; last["requestId"] != nil {
 		t.Errorf("a request id without a Lambda context: %v", last)
+	}
+}
+
+// TestCompressed: a gzip upload is read by its first bytes, and its output
+// is compressed and named as Options.Compress says; the rejects are plain.
+func TestCompressed(t *testing.T) {
+	for _, tc := range []struct {
+		compress compute.Compression
+		output   string
+	}{
+		{compute.SameAsInput, "momentum/mixed.csv.gz"},
+		{compute.Zstd, "momentum/mixed.csv.zst"},
+		{compute.Uncompressed, "momentum/mixed.csv"},
+	} {
+		e := newLambdaEnv(t, compute.Options{Codec: codec.Codec{}, Compress: tc.compress, OnError: compute.OnErrorSkip, NewRejectWriter: rejects.NewWriter})
+		var gz bytes.Buffer
+		w, _ := codec.Codec{}.NewWriter(&gz, compute.Gzip)
+		w.Write([]byte("mass,velocity\n1,2\n3,abc\n4,5\n"))
+		w.Close()
+		e.put("data", "incoming/mixed.csv.gz", gz.Bytes())
+		res, err := e.h.Handle(requestContext("req-gz"), putOf(t, "data", "incoming/mixed.csv.gz"))
+		if err != nil || outcomes(res) != "done" || res.Objects[0].Output != "s3://data/"+tc.output {
+			t.Fatalf("compress %s: %+v, %v", tc.compress, res, err)
+		}
+		e.checkObjects("data/incoming/mixed.csv.gz", "data/"+tc.output, "data/momentum/mixed.rejects.csv")
+		out, _ := e.get(tc.output)
+		if c := compute.DetectCompression(out); c != compute.Uncompressed {
+			r, _ := codec.Codec{}.NewReader(bytes.NewReader(out), c)
+			out, _ = io.ReadAll(r)
+		}
+		if string(out) != "mass,velocity,momentum\n1,2,2\n4,5,20\n" {
+			t.Errorf("compress %s: output %q", tc.compress, out)
+		}
+		if rejects, _ := e.get("momentum/mixed.rejects.csv"); !strings.HasPrefix(string(rejects), "line,column,reason,record\n3,velocity,") {
+			t.Errorf("compress %s: rejects %q", tc.compress, rejects)
+		}
 	}
 }

@@ -66,7 +66,13 @@ func TestTemplate(t *testing.T) {
 	if props == nil {
 		t.Fatalf("%s has no Properties", fnID)
 	}
-	event := s3Event(t, fnID, props)
+	events := s3Events(t, fnID, props)
+	event := events[0]
+	for _, e := range events[1:] {
+		if !reflect.DeepEqual(e["Bucket"], event["Bucket"]) {
+			t.Fatalf("the S3 events name the buckets %v and %v, want one", event["Bucket"], e["Bucket"])
+		}
+	}
 	bucketID, ok := refName(event["Bucket"])
 	bucket := asMap(asMap(resources[bucketID])["Properties"])
 	if !ok || asMap(resources[bucketID])["Type"] != "AWS::S3::Bucket" || bucket == nil {
@@ -155,29 +161,47 @@ func TestTemplate(t *testing.T) {
 		checkBounded(t, params, fnID+".MemorySize", props["MemorySize"], 128, 10240)
 	})
 
-	t.Run("S3 event: object creations under InputPrefix ending in .csv", func(t *testing.T) {
-		var kinds []string
-		for _, e := range asListOrOne(event["Events"]) {
-			kinds = append(kinds, fmt.Sprint(e))
-		}
-		if len(kinds) == 0 {
-			t.Errorf("the S3 event has no Events, want [s3:ObjectCreated:*]")
-		}
-		for _, k := range kinds {
-			if !strings.HasPrefix(k, "s3:ObjectCreated:") {
-				t.Errorf("the S3 event fires on %s, want object creations only", k)
+	t.Run("S3 events: object creations under InputPrefix ending in .csv, .csv.gz or .csv.zst", func(t *testing.T) {
+		var suffixes []string
+		for _, event := range events {
+			var kinds []string
+			for _, e := range asListOrOne(event["Events"]) {
+				kinds = append(kinds, fmt.Sprint(e))
 			}
+			if len(kinds) == 0 {
+				t.Errorf("an S3 event has no Events, want [s3:ObjectCreated:*]")
+			}
+			for _, k := range kinds {
+				if !strings.HasPrefix(k, "s3:ObjectCreated:") {
+					t.Errorf("an S3 event fires on %s, want object creations only", k)
+				}
+			}
+			rules := map[string][]any{}
+			for _, r := range asList(lookup(event, "Filter", "S3Key", "Rules")) {
+				name := strings.ToLower(fmt.Sprint(asMap(r)["Name"]))
+				rules[name] = append(rules[name], asMap(r)["Value"])
+			}
+			if p := rules["prefix"]; len(p) != 1 || !isRef(p[0], "InputPrefix") {
+				t.Errorf("S3 event filter prefix = %v, want [!Ref InputPrefix]: outputs must not trigger the function", p)
+			}
+			s := rules["suffix"]
+			if len(s) != 1 {
+				t.Errorf("S3 event filter suffix = %v, want one: reports and other files must not trigger the function", s)
+				continue
+			}
+			suffixes = append(suffixes, fmt.Sprint(s[0]))
 		}
-		rules := map[string][]any{}
-		for _, r := range asList(lookup(event, "Filter", "S3Key", "Rules")) {
-			name := strings.ToLower(fmt.Sprint(asMap(r)["Name"]))
-			rules[name] = append(rules[name], asMap(r)["Value"])
+		// Each suffix once: two rules that overlap are refused by S3.
+		if !sameSet(suffixes, ".csv", ".csv.gz", ".csv.zst") || len(suffixes) != 3 {
+			t.Errorf("S3 event suffixes = %v, want .csv, .csv.gz and .csv.zst, one rule each", suffixes)
 		}
-		if p := rules["prefix"]; len(p) != 1 || !isRef(p[0], "InputPrefix") {
-			t.Errorf("S3 event filter prefix = %v, want [!Ref InputPrefix]: outputs must not trigger the function", p)
-		}
-		if s := rules["suffix"]; len(s) != 1 || s[0] != ".csv" {
-			t.Errorf("S3 event filter suffix = %v, want [.csv]: reports and other files must not trigger the function", s)
+		// A report or a rejects file under InputPrefix matches none.
+		for _, key := range []string{"a.error.json", "a.csv.tmp", "a.gz", "a.zst"} {
+			for _, sfx := range suffixes {
+				if strings.HasSuffix(key, sfx) {
+					t.Errorf("%s would trigger the function (suffix %s)", key, sfx)
+				}
+			}
 		}
 	})
 
@@ -804,19 +828,24 @@ func onlyResource(t *testing.T, resources map[string]any, typ string) (string, m
 	return ids[0], asMap(resources[ids[0]])
 }
 
-// s3Event returns the Properties of the function's one S3 event.
-func s3Event(t *testing.T, fnID string, props map[string]any) map[string]any {
+// s3Events returns the Properties of the function's S3 events: one per
+// suffix, as S3 filters take one suffix a rule.
+func s3Events(t *testing.T, fnID string, props map[string]any) []map[string]any {
 	t.Helper()
 	var found []map[string]any
 	for _, e := range asMap(props["Events"]) {
 		if asMap(e)["Type"] == "S3" {
-			found = append(found, asMap(asMap(e)["Properties"]))
+			p := asMap(asMap(e)["Properties"])
+			if p == nil {
+				t.Fatalf("%s has an S3 event without Properties", fnID)
+			}
+			found = append(found, p)
 		}
 	}
-	if len(found) != 1 || found[0] == nil {
-		t.Fatalf("%s has %d events of Type S3, want 1", fnID, len(found))
+	if len(found) == 0 {
+		t.Fatalf("%s has no event of Type S3", fnID)
 	}
-	return found[0]
+	return found
 }
 
 // references returns the paths in v that refer to the resource id.

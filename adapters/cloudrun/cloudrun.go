@@ -390,6 +390,7 @@ func (s *Service) event(w http.ResponseWriter, r *http.Request, slots chan struc
 	res.Bucket, res.Object, res.Generation = obj.Bucket, obj.Name, string(obj.Generation)
 	log = log.With("bucket", obj.Bucket, "object", obj.Name, "generation", res.Generation)
 	targets, err := s.Route.Targets(obj.Bucket, obj.Name)
+	targets = targets.CompressedAs(s.Options.Compress)
 	switch {
 	case errors.Is(err, compute.ErrIsOutput):
 		res.Outcome = string(compute.AlreadyProcessed)

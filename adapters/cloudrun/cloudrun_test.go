@@ -28,6 +28,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/momentum-run/momentum/adapters/cloudrun"
+	"github.com/momentum-run/momentum/adapters/codec"
 	"github.com/momentum-run/momentum/adapters/gcs"
 	"github.com/momentum-run/momentum/adapters/rejects"
 	"github.com/momentum-run/momentum/adapters/storetest"
@@ -1594,5 +1595,44 @@ func TestSyncBodyTimeout(t *testing.T) {
 	}
 	if lines := f.log.lines("ERROR"); len(lines) != 0 {
 		t.Errorf("slow bodies logged ERROR: %v", lines)
+	}
+}
+
+// TestEventCompressAs: an event for a.csv.gz, with the output's compression
+// set, gives an output named after it: plain a.csv for none, a.csv.zst for
+// zstd; by default a.csv.gz, gzip.
+func TestEventCompressAs(t *testing.T) {
+	particles, golden := testdata(t, "particles.csv"), testdata(t, "particles.golden")
+	for _, tc := range []struct {
+		compress compute.Compression
+		output   string
+	}{
+		{compute.SameAsInput, "momentum/p.csv.gz"},
+		{compute.Uncompressed, "momentum/p.csv"},
+		{compute.Zstd, "momentum/p.csv.zst"},
+	} {
+		f := newFixture(t, compute.Options{Codec: codec.Codec{}, Compress: tc.compress})
+		var gz bytes.Buffer
+		w, _ := codec.Codec{}.NewWriter(&gz, compute.Gzip)
+		w.Write(particles)
+		w.Close()
+		gen := f.upload("incoming/p.csv.gz", gz.Bytes())
+		resp, err := http.DefaultClient.Do(f.binaryEvent("google.cloud.storage.object.v1.finalized", data(t, "incoming/p.csv.gz", gen, false)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := f.outputs(); len(got) != 1 || got[0] != tc.output {
+			t.Errorf("compress %s: outputs %q, want %s", tc.compress, got, tc.output)
+			continue
+		}
+		out, _ := f.get(tc.output)
+		if c := compute.DetectCompression(out); c != compute.Uncompressed {
+			r, _ := codec.Codec{}.NewReader(bytes.NewReader(out), c)
+			out, _ = io.ReadAll(r)
+		}
+		if !bytes.Equal(out, golden) {
+			t.Errorf("compress %s: output differs from particles.golden", tc.compress)
+		}
 	}
 }

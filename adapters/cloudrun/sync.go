@@ -64,6 +64,12 @@ func (s *Service) sync(w http.ResponseWriter, r *http.Request, slots chan struct
 		writeJSON(w, http.StatusBadRequest, syncError{Error: err.Error()})
 		return
 	}
+	media, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if enc := contentEncoding(r); enc != "" && (enc != "gzip" && enc != "zstd" || media == "application/json") {
+		log.Info("synchronous request refused", "contentEncoding", enc)
+		writeJSON(w, http.StatusUnsupportedMediaType, syncError{Error: fmt.Sprintf("Content-Encoding %q: a CSV body may be sent as gzip or zstd, a JSON body only plain", enc)})
+		return
+	}
 	body, release, err := readBody(w, r, s.maxBody(), s.bodyTimeout(), bodies)
 	if err != nil {
 		status := statusOf(err)
@@ -84,7 +90,6 @@ func (s *Service) sync(w http.ResponseWriter, r *http.Request, slots chan struct
 		writeJSON(w, http.StatusServiceUnavailable, syncError{Error: "busy: too many requests in progress"})
 		return
 	}
-	media, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if media == "application/json" {
 		s.syncJSON(w, r, log, start, body, opts)
 		return
@@ -158,12 +163,27 @@ func (s *Service) maxAnswer() int {
 // syncParams are the query parameters of POST /v1/momentum.
 var syncParams = []string{"decimals", "delimiter", "header", "quotes", "mass", "velocity", "momentum", "on_error"}
 
+// contentEncoding is the request body's Content-Encoding, lower case;
+// "" for none or identity. The kernel tells gzip and zstd by their first
+// bytes, so this only refuses what it cannot read.
+func contentEncoding(r *http.Request) string {
+	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
+	switch enc {
+	case "identity":
+		return ""
+	case "x-gzip":
+		return "gzip"
+	}
+	return enc
+}
+
 // syncOptions are the service's options, strict, with the request's
 // query parameters applied. A parameter it does not know, or given
 // twice, or with a bad value, is an error.
 func (s *Service) syncOptions(r *http.Request) (compute.Options, error) {
 	o := s.Options
 	o.OnError, o.Rejects = compute.OnErrorFail, nil
+	o.Compress = compute.Uncompressed // the answer is plain CSV, whatever the body
 	q, err := parseQuery(r.URL.RawQuery)
 	if err != nil {
 		return o, err

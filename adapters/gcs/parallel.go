@@ -255,7 +255,7 @@ func (w *ParallelWriter) startPart() error {
 	w.parts = append(w.parts, temp{name: name})
 	w.mu.Unlock()
 	return w.launch(name, func() error {
-		attrs, err := w.s.upload(w.upCtx, w.s.temp(name), buf, "", map[string]string{"momentum-target": w.key})
+		attrs, err := w.s.upload(w.upCtx, w.s.temp(name), buf, content{}, map[string]string{"momentum-target": w.key})
 		w.free <- buf[:0]
 		if err != nil {
 			return w.s.fail(fmt.Sprintf("write part %d of", n), w.key, err, false)
@@ -331,7 +331,7 @@ func (w *ParallelWriter) Close() error {
 		if w.opts.IfNotExists {
 			obj = obj.If(storage.Conditions{DoesNotExist: true})
 		}
-		_, err := w.s.upload(w.upCtx, obj, w.buf, w.opts.ContentType, nil)
+		_, err := w.s.upload(w.upCtx, obj, w.buf, contentOf(w.opts), nil)
 		w.buf = nil
 		if err != nil {
 			return w.fail(w.s.fail("write", w.key, err, true))
@@ -371,7 +371,7 @@ func (w *ParallelWriter) compose() error {
 				ctx, sent, done := w.s.requestContext(w.upCtx)
 				defer done()
 				sent()
-				attrs, err := composeRun(ctx, w.s.temp(name), w.s.handles(group), "", nil, true)
+				attrs, err := composeRun(ctx, w.s.temp(name), w.s.handles(group), content{}, nil, true)
 				if err != nil {
 					return w.s.fail(fmt.Sprintf("compose round %d, %s, of", round, group[0].name), w.key, err, false)
 				}
@@ -399,7 +399,7 @@ func (w *ParallelWriter) compose() error {
 	ctx, sent, done := w.s.requestContext(w.upCtx)
 	defer done()
 	sent()
-	if _, err := composeRun(ctx, dst, w.s.handles(srcs), w.opts.ContentType, &w.crc, true); err != nil {
+	if _, err := composeRun(ctx, dst, w.s.handles(srcs), contentOf(w.opts), &w.crc, true); err != nil {
 		return w.s.fail("write", w.key, err, true)
 	}
 	w.consumed(srcs)
@@ -573,11 +573,11 @@ func (s *Store) handles(ts []temp) []*storage.ObjectHandle {
 // for the server to check, retrying on transient failures: the bytes are
 // in memory already, so the client need not buffer them again, as it does
 // for the retries of a resumable upload.
-func (s *Store) upload(ctx context.Context, obj *storage.ObjectHandle, data []byte, contentType string, metadata map[string]string) (*storage.ObjectAttrs, error) {
+func (s *Store) upload(ctx context.Context, obj *storage.ObjectHandle, data []byte, c content, metadata map[string]string) (*storage.ObjectAttrs, error) {
 	crc := crc32.Checksum(data, castagnoli)
 	pause := s.retryPause
 	for attempt := 1; ; attempt++ {
-		attrs, err := s.uploadOnce(ctx, obj, data, crc, contentType, metadata)
+		attrs, err := s.uploadOnce(ctx, obj, data, crc, c, metadata)
 		if err == nil {
 			return attrs, nil
 		}
@@ -595,12 +595,12 @@ func (s *Store) upload(ctx context.Context, obj *storage.ObjectHandle, data []by
 	}
 }
 
-func (s *Store) uploadOnce(ctx context.Context, obj *storage.ObjectHandle, data []byte, crc uint32, contentType string, metadata map[string]string) (*storage.ObjectAttrs, error) {
+func (s *Store) uploadOnce(ctx context.Context, obj *storage.ObjectHandle, data []byte, crc uint32, c content, metadata map[string]string) (*storage.ObjectAttrs, error) {
 	ctx, sent, done := s.requestContext(ctx)
 	defer done() // after a failed Write, abandons the request: never Close then
 	w := obj.NewWriter(ctx)
 	w.ChunkSize = 0 // one request, streamed from data
-	w.ContentType = contentType
+	w.ContentType, w.ContentEncoding = c.typ, c.encoding
 	w.Metadata = metadata
 	w.CRC32C, w.SendCRC32C = crc, true
 	if _, err := w.Write(data); err != nil {

@@ -468,7 +468,7 @@ func TestFakeGCSGaps(t *testing.T) {
 	srcs := []*storage.ObjectHandle{s.object("gaps/a"), s.object("gaps/b")}
 	dst := s.object("gaps/dst").If(storage.Conditions{DoesNotExist: true})
 	wrong := uint32(1)
-	if _, err := composeRun(ctx, dst, srcs, "", &wrong, true); err == nil {
+	if _, err := composeRun(ctx, dst, srcs, content{}, &wrong, true); err == nil {
 		t.Log("gap: fake-gcs-server ignores ifGenerationMatch, a destination CRC32C and deleteSourceObjects on compose")
 	} else {
 		t.Errorf("fake-gcs-server now refuses a compose it used to run (%v): drop its part of storetest.GCSCompose", err)

@@ -76,6 +76,9 @@ func (s *Store) copyParts(ctx context.Context, dst string, srcs []string, infos 
 	if opts.ContentType != "" {
 		in.ContentType = &opts.ContentType
 	}
+	if opts.ContentEncoding != "" {
+		in.ContentEncoding = &opts.ContentEncoding
+	}
 	out, err := s.client.CreateMultipartUpload(ctx, in)
 	if err != nil {
 		return false, s.wrap("compose", dst, err, compute.ErrExists)

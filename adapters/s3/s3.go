@@ -474,6 +474,9 @@ func (w *Writer) create() error {
 	if w.opts.ContentType != "" {
 		in.ContentType = &w.opts.ContentType
 	}
+	if w.opts.ContentEncoding != "" {
+		in.ContentEncoding = &w.opts.ContentEncoding
+	}
 	out, err := w.s.client.CreateMultipartUpload(w.ctx, in)
 	if err != nil {
 		return w.fail(w.s.wrap("write", w.key, err, compute.ErrExists))
@@ -610,6 +613,9 @@ func (w *Writer) put() error {
 	}
 	if w.opts.ContentType != "" {
 		in.ContentType = &w.opts.ContentType
+	}
+	if w.opts.ContentEncoding != "" {
+		in.ContentEncoding = &w.opts.ContentEncoding
 	}
 	if w.opts.IfNotExists {
 		in.IfNoneMatch = aws.String("*")

@@ -111,6 +111,10 @@ func parseCLI(args []string, getenv func(string) string, stdout io.Writer) (*cli
 	default:
 		return nil, &usageError{fmt.Sprintf("too many arguments: %q", rest[2:])}
 	}
+	if kernel.compress == "" {
+		// out.csv.gz means gzip, as tar -a reads a name.
+		c.opts.Compress = compute.CompressionOfName(c.output)
+	}
 	if c.input != "-" && sameLocation(c.input, c.output) {
 		return nil, &usageError{fmt.Sprintf("INPUT %q and OUTPUT %q are the same file: the output would overwrite its input", c.input, c.output)}
 	}
@@ -183,9 +187,10 @@ func printUsage(fs *flag.FlagSet, w io.Writer, text, footer string) {
 	fmt.Fprint(w, footer)
 }
 
-// rejectsPath puts the rejects file beside the output: out.csv gives
-// out.rejects.csv.
+// rejectsPath puts the rejects file beside the output: out.csv (or
+// out.csv.gz) gives out.rejects.csv.
 func rejectsPath(output string) string {
+	output = compute.NameFor(output, compute.Uncompressed) // out.csv.gz's are plain: out.rejects.csv
 	ext := filepath.Ext(output)
 	if !strings.EqualFold(ext, ".csv") {
 		return output + ".rejects.csv"
@@ -303,7 +308,17 @@ func transformFiles(ctx context.Context, c *cliConfig, stdin io.Reader, stdout, 
 		return compute.Stats{}, 0, err
 	}
 	defer in.Close()
-	out, err := stores.create(ctx, c.output, stdout)
+	// The output's compression is known before it is created, for its
+	// metadata: the input's first bytes tell the input's.
+	counter := &countingReader{r: in}
+	src, inComp, err := compute.Detect(counter)
+	if err != nil {
+		return compute.Stats{}, 0, err
+	}
+	if c.opts.Compress == compute.SameAsInput {
+		c.opts.Compress = inComp
+	}
+	out, err := stores.create(ctx, c.output, stdout, c.opts.Compress.ContentEncoding())
 	if err != nil {
 		return compute.Stats{}, 0, err
 	}
@@ -321,15 +336,14 @@ func transformFiles(ctx context.Context, c *cliConfig, stdin io.Reader, stdout, 
 		}
 	}()
 	if c.rejects != "" {
-		if rejects, err = stores.create(ctx, c.rejects, stdout); err != nil {
+		if rejects, err = stores.create(ctx, c.rejects, stdout, ""); err != nil {
 			return compute.Stats{}, 0, err
 		}
 		c.opts.Rejects = rejects
 	}
 
-	counter := &countingReader{r: in}
 	stopProgress := startProgress(ctx, c.quiet, stderr, size, counter)
-	st, err := compute.Transform(ctx, out, counter, c.opts)
+	st, err := compute.Transform(ctx, out, src, c.opts)
 	stopProgress()
 	if err != nil {
 		return st, 0, inputError(c.input, err)

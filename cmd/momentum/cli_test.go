@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/momentum-run/momentum/adapters/codec"
 	"github.com/momentum-run/momentum/compute"
 )
 
@@ -26,14 +27,14 @@ func envMap(m map[string]string) func(string) string {
 // allFlags are the flags the help must list, each as --name.
 var allFlags = []string{
 	"mass", "velocity", "momentum", "header", "delimiter", "quotes", "decimals",
-	"on-error", "rejects", "max-record", "workers", "connections", "quiet", "version", "help",
+	"on-error", "rejects", "max-record", "compress", "workers", "connections", "quiet", "version", "help",
 }
 
 // envFlags are the flags that can come from the environment: all but
 // help, h and version.
 var envFlags = []string{
 	"mass", "velocity", "momentum", "header", "delimiter", "quotes", "decimals",
-	"on-error", "rejects", "max-record", "workers", "connections", "quiet",
+	"on-error", "rejects", "max-record", "compress", "workers", "connections", "quiet",
 }
 
 // parseOK parses args with env and fails the test on any error.
@@ -61,6 +62,8 @@ func TestParseCLIDefaults(t *testing.T) {
 		Delimiter:      ',',
 		OnError:        compute.OnErrorFail,
 		MaxRecordBytes: 16 << 20,
+		Codec:          codec.Codec{},
+		Compress:       compute.Uncompressed,
 	}
 	if !reflect.DeepEqual(c.opts, want) { // Options has a func field: nil in both
 		t.Errorf("default options\n got %+v\nwant %+v", c.opts, want)
@@ -489,6 +492,37 @@ func TestEnv(t *testing.T) {
 // TestEnvNames checks which variables are looked up: MOMENTUM_ and the
 // flag name upper-cased with '-' as '_', for every flag but help, h and
 // version.
+// TestParseCLICompress: --compress, MOMENTUM_COMPRESS, or else the
+// output's suffix, say how the output is compressed.
+func TestParseCLICompress(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want compute.Compression
+	}{
+		{[]string{"in.csv", "out.csv"}, nil, compute.Uncompressed},
+		{[]string{"in.csv.gz", "out.csv"}, nil, compute.Uncompressed},
+		{[]string{"in.csv", "out.csv.gz"}, nil, compute.Gzip},
+		{[]string{"in.csv", "out.CSV.ZST"}, nil, compute.Zstd},
+		{[]string{"in.csv.gz"}, nil, compute.Uncompressed},
+		{[]string{"--compress", "none", "in.csv", "out.csv.gz"}, nil, compute.Uncompressed},
+		{[]string{"--compress", "zstd", "in.csv", "out.csv"}, nil, compute.Zstd},
+		{[]string{"--compress", "input", "in.csv"}, nil, compute.SameAsInput},
+		{[]string{"in.csv", "out.csv"}, map[string]string{"MOMENTUM_COMPRESS": "gzip"}, compute.Gzip},
+		{[]string{"--compress", "none", "in.csv", "out.csv"}, map[string]string{"MOMENTUM_COMPRESS": "gzip"}, compute.Uncompressed},
+	}
+	for _, tt := range tests {
+		c, err := parseCLI(tt.args, envMap(tt.env), &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("%q: %v", tt.args, err)
+		}
+		if c.opts.Compress != tt.want || c.opts.Codec == nil {
+			t.Errorf("%q %v: compress %s, codec %v; want %s", tt.args, tt.env, c.opts.Compress, c.opts.Codec, tt.want)
+		}
+	}
+}
+
 func TestEnvNames(t *testing.T) {
 	t.Parallel()
 	var asked []string
@@ -525,6 +559,7 @@ func TestEnvUsageErrors(t *testing.T) {
 		{"delimiter two bytes", "MOMENTUM_DELIMITER", "ab", nil},
 		{"header bad", "MOMENTUM_HEADER", "maybe", nil},
 		{"quotes bad", "MOMENTUM_QUOTES", "loose", nil},
+		{"compress bad", "MOMENTUM_COMPRESS", "brotli", nil},
 		{"workers negative", "MOMENTUM_WORKERS", "-1", nil},
 		{"blank mass", "MOMENTUM_MASS", "  ", nil},
 		{"rejects without skip", "MOMENTUM_REJECTS", "r.csv", []string{"in.csv", "out.csv"}},
@@ -562,7 +597,9 @@ func TestRejectsPath(t *testing.T) {
 		{"dir/out.csv", "dir/out.rejects.csv"},
 		{"dir.csv/out", "dir.csv/out.rejects.csv"},
 		{"/abs/path/data.v2.csv", "/abs/path/data.v2.rejects.csv"},
-		{"out.csv.gz", "out.csv.gz.rejects.csv"},
+		{"out.csv.gz", "out.rejects.csv"},
+		{"out.CSV.ZST", "out.rejects.CSV"},
+		{"out.gz", "out.rejects.csv"},
 	}
 	for _, tt := range tests {
 		if got := rejectsPath(tt.output); got != tt.want {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/momentum-run/momentum/adapters/codec"
 	"github.com/momentum-run/momentum/adapters/rejects"
 	"github.com/momentum-run/momentum/compute"
 )
@@ -19,6 +20,7 @@ type kernelFlags struct {
 	quotes    string
 	onError   string
 	maxRecord string
+	compress  string // "" until set, for the mode's default
 	decimals  int
 	// connections is --connections: 0 until set, for the mode's default.
 	connections int
@@ -38,6 +40,7 @@ func addKernelFlags(fs *flag.FlagSet) *kernelFlags {
 	fs.IntVar(&k.decimals, "decimals", k.decimals, "print momentum with N fixed decimals; -1 prints the shortest exact form")
 	fs.StringVar(&k.onError, "on-error", k.onError, "what a bad row does: fail (stop at the first) or skip (write it to the rejects file)")
 	fs.StringVar(&k.maxRecord, "max-record", k.maxRecord, "largest record accepted, e.g. 1048576, 512KiB, 64MiB")
+	fs.StringVar(&k.compress, "compress", "", "compress the output: gzip, zstd, none, or input (as the input is); compressed\ninput is read whatever this says (default: by OUTPUT's suffix .gz or .zst,\nelse none; input in momentum job, on AWS Lambda and Cloud Run)")
 	fs.IntVar(&k.opts.Workers, "workers", 0, "goroutines computing rows (default: one per CPU;\nat most 4 per CPU are used, as more only cost memory)")
 	fs.IntVar(&k.connections, "connections", 0, "requests in flight per object: ranged reads of 8 MiB of an s3:// or gs://\ninput, parts of 8 MiB of an s3:// or gs:// output; 1 is one stream each way\n(default: 8, of 4 MiB and 5 MiB when both are in the cloud; on AWS Lambda\n1 to 8 by memory)")
 	return k
@@ -152,6 +155,12 @@ func (k *kernelFlags) options(source map[string]string) (compute.Options, error)
 		o.NewRejectWriter = rejects.NewWriter
 	default:
 		return o, bad("on-error", "%q: want fail or skip", k.onError)
+	}
+	o.Codec, o.Compress = codec.Codec{}, compute.SameAsInput
+	if k.compress != "" {
+		if o.Compress, err = compute.ParseCompression(k.compress); err != nil {
+			return o, bad("compress", "%q: %v", k.compress, err)
+		}
 	}
 	n, err := parseSize(k.maxRecord)
 	if err != nil {

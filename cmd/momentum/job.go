@@ -181,6 +181,10 @@ func runJob(ctx context.Context, args []string, getenv func(string) string, stdo
 		if errors.As(res.Err, &perr) {
 			attrs = append(attrs, "line", perr.Line, "column", perr.Column, "reason", perr.Reason())
 		}
+		if errors.Is(res.Err, compute.ErrCompressedShards) {
+			log.Error("bad configuration: a retry cannot help", append(attrs, "report", report, "error", res.Err.Error())...)
+			return exitUsage
+		}
 		log.Error("the input cannot be processed", append(attrs, "report", report, "error", res.Err.Error())...)
 		if perr != nil {
 			return exitData

@@ -28,6 +28,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
+
+	"github.com/momentum-run/momentum/compute"
 )
 
 // These tests run the built binary as AWS runs it: as the bootstrap of a
@@ -404,6 +406,34 @@ func TestLambdaUnderEmulator(t *testing.T) {
 		}
 		if want := string(readFile(t, testdata(t, "particles.golden"))); string(got) != want {
 			t.Errorf("output object differs from particles.golden")
+		}
+	})
+
+	t.Run("compressed upload", func(t *testing.T) {
+		for _, c := range []compute.Compression{compute.Gzip, compute.Zstd} {
+			key := "particles.csv" + c.Ext()
+			inv := f.invoke(t, s.upload(t, "incoming/"+key, compressAs(t, particles, c)))
+			if inv.outcomes() != "done" || inv.Objects[0].Output != "s3://data/momentum/"+key || inv.Objects[0].Rows != 12 {
+				t.Fatalf("%s: invocation = %+v, want one object done with 12 rows", c, inv)
+			}
+			got, ok := s.get(t, "momentum/"+key)
+			if !ok || compute.DetectCompression(got) != c || string(decompressed(t, got)) != cli.stdout {
+				t.Fatalf("%s: output object is not the CLI's output compressed as its input", c)
+			}
+			head, err := s.client.HeadObject(context.Background(), &awss3.HeadObjectInput{Bucket: aws.String("data"), Key: aws.String("momentum/" + key)})
+			if err != nil || aws.ToString(head.ContentEncoding) != string(c) || aws.ToString(head.ContentType) != "text/csv" {
+				t.Errorf("%s: output metadata %v, %v", c, head, err)
+			}
+		}
+		inv := f.invoke(t, s.upload(t, "incoming/cut.csv.zst", compressAs(t, particles, compute.Zstd)[:30]))
+		if inv.outcomes() != "failed" {
+			t.Errorf("truncated: %+v", inv)
+		}
+		if _, ok := s.get(t, "momentum/cut.csv.zst"); ok {
+			t.Error("truncated: output written")
+		}
+		if report, ok := s.get(t, "momentum/cut.error.json"); !ok || !strings.Contains(string(report), "corrupt or truncated") {
+			t.Errorf("truncated: report %s", report)
 		}
 	})
 

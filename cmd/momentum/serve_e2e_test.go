@@ -24,6 +24,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/momentum-run/momentum/adapters/storetest"
+	"github.com/momentum-run/momentum/compute"
 )
 
 // These tests run the built binary as Cloud Run runs the image: K_SERVICE
@@ -358,6 +359,56 @@ func TestCloudRunService(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(b), `"line":3`) || strings.Contains(string(b), "1,2,2") {
 			t.Errorf("sync bad data: %d %s", resp.StatusCode, b)
+		}
+	})
+
+	t.Run("compressed object", func(t *testing.T) {
+		for _, c := range []compute.Compression{compute.Gzip, compute.Zstd} {
+			name := "particles.csv" + c.Ext()
+			code, body := s.event(t, g.upload(t, "incoming/"+name, compressAs(t, particles, c)))
+			if code != http.StatusOK || !strings.Contains(body, `"done"`) {
+				t.Fatalf("%s: event: %d %s", c, code, body)
+			}
+			attrs, err := g.client.Bucket("data").Object("momentum/" + name).Attrs(context.Background())
+			if err != nil || attrs.ContentEncoding != string(c) || attrs.ContentType != "text/csv" {
+				t.Fatalf("%s: output attributes %+v, %v", c, attrs, err)
+			}
+			// gzip is served decompressed, as Cloud Storage does.
+			if got, ok := g.get(t, "momentum/"+name); !ok || string(decompressed(t, got)) != cli.stdout {
+				t.Errorf("%s: output object differs from the CLI's output", c)
+			}
+		}
+		data := g.upload(t, "incoming/cut.csv.gz", compressAs(t, particles, compute.Gzip)[:40])
+		if code, body := s.event(t, data); code != http.StatusOK || !strings.Contains(body, `"failed"`) {
+			t.Errorf("truncated: %d %s", code, body)
+		}
+		if _, ok := g.get(t, "momentum/cut.csv.gz"); ok {
+			t.Error("truncated: output written")
+		}
+		if report, ok := g.get(t, "momentum/cut.error.json"); !ok || !strings.Contains(string(report), "corrupt or truncated") {
+			t.Errorf("truncated: report %s", report)
+		}
+	})
+
+	t.Run("synchronous compressed", func(t *testing.T) {
+		for _, c := range []compute.Compression{compute.Gzip, compute.Zstd} {
+			req, _ := http.NewRequest(http.MethodPost, s.url+"/v1/momentum", bytes.NewReader(compressAs(t, particles, c)))
+			req.Header.Set("Content-Type", "text/csv")
+			req.Header.Set("Content-Encoding", string(c))
+			code, body := s.do(t, req)
+			if code != http.StatusOK || body != cli.stdout {
+				t.Errorf("%s body: %d\n%s\nwant the CLI's output", c, code, body)
+			}
+		}
+		req, _ := http.NewRequest(http.MethodPost, s.url+"/v1/momentum", bytes.NewReader(compressAs(t, particles, compute.Gzip)[:60]))
+		req.Header.Set("Content-Encoding", "gzip")
+		if code, body := s.do(t, req); code != http.StatusUnprocessableEntity || !strings.Contains(body, "corrupt or truncated") {
+			t.Errorf("truncated body: %d %s", code, body)
+		}
+		req, _ = http.NewRequest(http.MethodPost, s.url+"/v1/momentum", bytes.NewReader(particles))
+		req.Header.Set("Content-Encoding", "br")
+		if code, body := s.do(t, req); code != http.StatusUnsupportedMediaType {
+			t.Errorf("br body: %d %s", code, body)
 		}
 	})
 

@@ -189,8 +189,9 @@ func (s *storeSet) open(ctx context.Context, loc string, stdin io.Reader) (io.Re
 	return r, info.Size, nil
 }
 
-// create starts writing a location; Close commits it.
-func (s *storeSet) create(ctx context.Context, loc string, stdout io.Writer) (io.WriteCloser, error) {
+// create starts writing a location, whose bytes are compressed as
+// contentEncoding says ("" for plain); Close commits it.
+func (s *storeSet) create(ctx context.Context, loc string, stdout io.Writer, contentEncoding string) (io.WriteCloser, error) {
 	if loc == "-" {
 		return nopWriteCloser{stdout}, nil
 	}
@@ -198,7 +199,7 @@ func (s *storeSet) create(ctx context.Context, loc string, stdout io.Writer) (io
 	if err != nil {
 		return nil, err
 	}
-	return store.NewWriter(ctx, key, compute.WriteOptions{ContentType: "text/csv"})
+	return store.NewWriter(ctx, key, compute.WriteOptions{ContentType: "text/csv", ContentEncoding: contentEncoding})
 }
 
 func (s *storeSet) close() {
