@@ -3,22 +3,28 @@
 # amd64, with the same Go release, it is byte for byte the binary of the
 # linux/amd64 container image.
 #
-#   make lambda-zip [ARCH=arm64]          build/lambda/function-$(ARCH).zip
+#   make lambda-zip [ARCH=arm64]          build/lambda/function-$(GOARCH).zip
 #   sam build                             runs build-MomentumFunction (template.yaml)
 #   LAMBDA_ZIP=/abs/path.zip sam build    deploys that zip's bootstrap instead
 #   make demo                             the whole demo on this machine (README)
 #
 # sam build runs make in a copy of the repository, so give LAMBDA_ZIP as an
-# absolute path. ARCH (amd64 or arm64) must match the template's
-# Architecture parameter (x86_64 or arm64).
+# absolute path. ARCH is amd64 or arm64 as Go names them, or x86_64 as
+# Lambda names amd64; it must match the template's Architecture parameter
+# (x86_64 or arm64). Files are named with Go's name.
 
 ARCH ?= amd64
+GOARCH := $(patsubst x86_64,amd64,$(ARCH))
 GO ?= go
-GOBUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -buildvcs=false \
+GOBUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -buildvcs=false \
 	-tags disable_grpc_modules,lambda.norpc -ldflags='-s -w'
+# MOMENTUM zips bootstrap; any momentum binary for this machine will do.
+MOMENTUM ?= $(GO) run -tags disable_grpc_modules,lambda.norpc ./cmd/momentum
+# OUT is where lambda-zip writes bootstrap and the zip.
+OUT ?= build/lambda
 
-ifeq ($(filter $(ARCH),amd64 arm64),)
-$(error ARCH=$(ARCH): want amd64 or arm64)
+ifeq ($(filter $(GOARCH),amd64 arm64),)
+$(error ARCH=$(ARCH): want amd64 (or x86_64) or arm64)
 endif
 
 .PHONY: build-MomentumFunction lambda-zip demo clean
@@ -33,15 +39,12 @@ else
 	$(GOBUILD) -o '$(ARTIFACTS_DIR)/bootstrap' ./cmd/momentum
 endif
 
-# The zip is reproducible: one entry, bootstrap, mode 0755, dated
-# 1980-01-01 00:00 UTC, with no extra fields (zip -X).
+# The zip is written by "momentum package lambda --binary", the writer of
+# --image: the same bootstrap gives the same zip, byte for byte, either way.
 lambda-zip:
-	mkdir -p build/lambda
-	$(GOBUILD) -o build/lambda/bootstrap ./cmd/momentum
-	chmod 0755 build/lambda/bootstrap
-	TZ=UTC touch -t 198001010000 build/lambda/bootstrap
-	rm -f build/lambda/function-$(ARCH).zip
-	cd build/lambda && TZ=UTC zip -X -q function-$(ARCH).zip bootstrap
+	mkdir -p '$(OUT)'
+	$(GOBUILD) -o '$(OUT)/bootstrap' ./cmd/momentum
+	$(MOMENTUM) package lambda --binary '$(OUT)/bootstrap' --arch $(GOARCH) -o '$(OUT)/function-$(GOARCH).zip'
 
 # The image built without Docker; its binary as a Cloud Run service against
 # a Cloud Storage emulator; the same binary packaged for Lambda and run

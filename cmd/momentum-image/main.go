@@ -12,7 +12,8 @@
 // -X main.version=V to -ldflags when --version is given. --binary packs an
 // already built binary instead (one platform only); it must be a static ELF
 // executable for that platform. Several platforms make an OCI image index,
-// one platform a single image.
+// one platform a single image. ARCH is as Go names it (amd64, arm64, ...);
+// Lambda's x86_64 is taken for amd64.
 //
 // --layout DIR writes an OCI image layout, tagged with an
 // org.opencontainers.image.ref.name annotation: DIR is created if missing, and
@@ -31,15 +32,12 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"debug/elf"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -54,11 +52,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/match"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/momentum-run/momentum/adapters/image"
 )
 
 // The image, as the Dockerfile's final stage defines it. dockerfile_test.go
@@ -94,7 +91,7 @@ var elfMachines = map[string]elf.Machine{
 }
 
 // refName is the annotation that tags an image in an OCI layout.
-const refName = "org.opencontainers.image.ref.name"
+const refName = image.RefNameAnnotation
 
 // goBuildArgs returns the arguments of the go command that builds the
 // binary into out, the same as the Dockerfile's, run in the module root.
@@ -206,6 +203,7 @@ func parsePlatforms(list string) ([]v1.Platform, error) {
 		if err != nil {
 			return nil, usagef("--platform %q: %v", s, err)
 		}
+		p.Architecture = image.GOARCH(p.Architecture) // linux/x86_64 is linux/amd64
 		if _, ok := elfMachines[p.Architecture]; !ok || p.OS != "linux" || p.Variant != "" || p.OSVersion != "" {
 			return nil, usagef("--platform %q: want linux/ARCH, ARCH one of %s", s, strings.Join(slices.Sorted(maps.Keys(elfMachines)), ", "))
 		}
@@ -254,20 +252,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case o.tarball != "":
 		top = images[0]
 		fmt.Fprintf(stderr, "momentum-image: writing tarball %s\n", o.tarball)
-		if err := writeTarball(o.tarball, o.tag, images[0]); err != nil {
+		if err := image.WriteTarball(o.tarball, o.tag, images[0]); err != nil {
 			return err
 		}
 	case len(images) == 1:
 		top = images[0]
 		fmt.Fprintf(stderr, "momentum-image: writing OCI layout %s\n", o.layout)
-		if err := writeLayout(o.layout, o.tag, images[0]); err != nil {
+		if err := image.WriteLayout(o.layout, o.tag, images[0]); err != nil {
 			return err
 		}
 	default:
-		idx := newIndex(o.platforms, images)
+		idx := image.NewIndex(o.platforms, images)
 		top = idx
 		fmt.Fprintf(stderr, "momentum-image: writing OCI layout %s\n", o.layout)
-		if err := writeLayout(o.layout, o.tag, idx); err != nil {
+		if err := image.WriteLayout(o.layout, o.tag, idx); err != nil {
 			return err
 		}
 	}
@@ -342,7 +340,11 @@ func checkBinary(path string, p v1.Platform) error {
 // path as /momentum (mode 0755, owned by 0:0, modified at created) and the
 // config of the Dockerfile's final stage. All media types are OCI.
 func newImage(path string, p v1.Platform, created time.Time) (v1.Image, error) {
-	layer, err := binaryLayer(path, created)
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	layer, err := image.FileLayer(binaryPath, bin, created)
 	if err != nil {
 		return nil, err
 	}
@@ -379,83 +381,6 @@ func imageConfig() v1.Config {
 		Labels:     maps.Clone(labels),
 		WorkingDir: "/",
 	}
-}
-
-// binaryLayer returns a gzip layer whose tar holds one regular file, the
-// one at path, as binaryPath. The tar is built in memory.
-func binaryLayer(path string, modTime time.Time) (v1.Layer, error) {
-	bin, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	hdr := &tar.Header{
-		Typeflag: tar.TypeReg,
-		Name:     strings.TrimPrefix(binaryPath, "/"),
-		Mode:     0o755,
-		Size:     int64(len(bin)),
-		ModTime:  modTime,
-	}
-	if err := tw.WriteHeader(hdr); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(bin); err != nil {
-		return nil, err
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	archive := buf.Bytes()
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(archive)), nil
-	}, tarball.WithMediaType(types.OCILayer), tarball.WithCompressedCaching)
-}
-
-// newIndex returns an OCI image index of images, images[i] for platforms[i].
-func newIndex(platforms []v1.Platform, images []v1.Image) v1.ImageIndex {
-	adds := make([]mutate.IndexAddendum, len(images))
-	for i, img := range images {
-		adds[i] = mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &platforms[i]}}
-	}
-	return mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
-}
-
-// writeLayout adds img, an image or an index, to the OCI layout in dir
-// under tag, replacing what had that tag. It creates the layout if dir is
-// missing or empty, and refuses a directory holding something else.
-func writeLayout(dir string, tag name.Tag, img mutate.Appendable) error {
-	p, err := layout.FromPath(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
-			return fmt.Errorf("layout %s: not empty and not an OCI layout (no index.json)", dir)
-		}
-		p, err = layout.Write(dir, empty.Index)
-	}
-	if err != nil {
-		return fmt.Errorf("layout %s: %w", dir, err)
-	}
-	opt := layout.WithAnnotations(map[string]string{refName: tag.String()})
-	switch img := img.(type) {
-	case v1.ImageIndex:
-		err = p.ReplaceIndex(img, match.Name(tag.String()), opt)
-	case v1.Image:
-		err = p.ReplaceImage(img, match.Name(tag.String()), opt)
-	}
-	if err != nil {
-		return fmt.Errorf("layout %s: %w", dir, err)
-	}
-	return nil
-}
-
-// writeTarball writes img tagged tag to file as `docker save` does,
-// removing the file if that fails.
-func writeTarball(file string, tag name.Tag, img v1.Image) error {
-	if err := tarball.WriteToFile(file, tag, img); err != nil {
-		os.Remove(file)
-		return fmt.Errorf("tarball %s: %w", file, err)
-	}
-	return nil
 }
 
 // report writes the sizes and digests of img, built for p from the binary

@@ -959,12 +959,12 @@ func TestLambdaConnections(t *testing.T) {
 			t.Errorf("%q MB: %d connections, want %d", mem, got, want)
 		}
 	}
-	c, err := parseEventConfig("on AWS Lambda", "s3", 4, "", nil, envMap(map[string]string{
+	c, err := parseEventConfig("on AWS Lambda", "s3", 4, "", "", nil, envMap(map[string]string{
 		"MOMENTUM_INPUT": "s3://b/in/", "MOMENTUM_OUTPUT": "s3://b/out/"}), &bytes.Buffer{})
 	if err != nil || c.readAhead.Connections != 4 || c.readAhead.RangeSize != 4<<20 || c.partSize != 5<<20 {
 		t.Fatalf("%+v, %v; want the mode's default of 4, ranges of 4 MiB and parts of 5 MiB", c, err)
 	}
-	c, err = parseEventConfig("on AWS Lambda", "s3", 4, "", nil, envMap(map[string]string{
+	c, err = parseEventConfig("on AWS Lambda", "s3", 4, "", "", nil, envMap(map[string]string{
 		"MOMENTUM_INPUT": "s3://b/in/", "MOMENTUM_OUTPUT": "s3://b/out/", "MOMENTUM_CONNECTIONS": "2"}), &bytes.Buffer{})
 	if err != nil || c.readAhead.Connections != 2 {
 		t.Fatalf("%+v, %v; want MOMENTUM_CONNECTIONS", c, err)

@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/momentum-run/momentum/adapters/image"
 )
 
 // TestDemo replays the demo on one machine, with the project's own
@@ -44,16 +46,16 @@ func TestDemo(t *testing.T) {
 	t.Logf("image built without Docker: %s", strings.TrimSpace(string(out)))
 
 	// 2. "Cloud Run": the image's binary, as its entrypoint, serving.
-	src, err := openImage(context.Background(), imageDir+":momentum:demo", platformOf(runtime.GOARCH))
+	src, err := image.Open(context.Background(), imageDir+":momentum:demo", image.Linux(runtime.GOARCH))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	ep, err := readEntrypoint(context.Background(), src.img)
+	ep, err := image.ReadEntrypoint(context.Background(), src.Image)
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry, binary := ep.path, ep.data
+	entry, binary := ep.Path, ep.Data
 	container := filepath.Join(dir, "container"+strings.ReplaceAll(entry, "/", "_"))
 	if err := os.WriteFile(container, binary, 0o755); err != nil {
 		t.Fatal(err)
@@ -69,9 +71,8 @@ func TestDemo(t *testing.T) {
 	}
 
 	// 3. "I'm coming out": the same binary, zipped for Lambda.
-	arch := map[string]string{"amd64": "x86_64", "arm64": "arm64"}[runtime.GOARCH]
 	zipPath := filepath.Join(dir, "function.zip")
-	pkg := momentum(t, nil, "package", "lambda", "--image", imageDir+":momentum:demo", "--arch", arch, "-o", zipPath)
+	pkg := momentum(t, nil, "package", "lambda", "--image", imageDir+":momentum:demo", "--arch", runtime.GOARCH, "-o", zipPath)
 	if pkg.code != 0 {
 		t.Fatalf("package lambda: %+v", pkg)
 	}

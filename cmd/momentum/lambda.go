@@ -28,8 +28,9 @@ type eventConfig struct {
 
 // parseEventConfig reads MOMENTUM_INPUT, MOMENTUM_OUTPUT and the kernel's
 // options, for locations with the given scheme; connections is the
-// mode's default --connections. The help ends with footer.
-func parseEventConfig(mode, scheme string, connections int, footer string, args []string, getenv func(string) string, stdout io.Writer) (*eventConfig, error) {
+// mode's default --connections. The help says about before the flags and
+// ends with footer.
+func parseEventConfig(mode, scheme string, connections int, about, footer string, args []string, getenv func(string) string, stdout io.Writer) (*eventConfig, error) {
 	fs := flag.NewFlagSet("momentum "+mode, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	kernel := addKernelFlags(fs)
@@ -37,7 +38,7 @@ func parseEventConfig(mode, scheme string, connections int, footer string, args 
 	output := fs.String("output", "", "where the results go: "+scheme+"://BUCKET/PREFIX (required)")
 	source, err := parseFlags(fs, args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
-		printUsage(fs, stdout, "Usage: momentum "+mode+" [flags]\n\nFlags (each can also be set as MOMENTUM_<FLAG>):\n", footer)
+		printUsage(fs, stdout, "Usage: momentum "+mode+" [flags]\n\n"+about+"Flags (each can also be set as MOMENTUM_<FLAG>):\n", footer)
 		return nil, err
 	}
 	if err != nil {
@@ -75,7 +76,7 @@ func parseEventConfig(mode, scheme string, connections int, footer string, args 
 
 // runLambda serves Lambda invocations until the process is stopped.
 func runLambda(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	c, err := parseEventConfig("on AWS Lambda", "s3", lambdaConnections(getenv), "", args, getenv, stdout)
+	c, err := parseEventConfig("on AWS Lambda", "s3", lambdaConnections(getenv), "", "", args, getenv, stdout)
 	if err != nil {
 		// The function cannot start; Lambda reports the exit and this line.
 		fmt.Fprintf(stderr, "momentum: %v\n", err)

@@ -31,6 +31,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/momentum-run/momentum/adapters/image"
 )
 
 // pkgPrograms are small static Go programs for linux, by GOARCH, built
@@ -581,14 +583,14 @@ func TestPackageLambdaRefuses(t *testing.T) {
 		}, "x86_64", "/app/momentum is not in the image"},
 		{"dynamically linked", func(t *testing.T) string {
 			bin, arch := pkgDynamic(t)
-			return withBinary(t, lambdaArchs[arch].goarch, pkgEntrypoint("/momentum"), pkgFile{name: "momentum", data: bin})
+			return withBinary(t, image.GOARCH(arch), pkgEntrypoint("/momentum"), pkgFile{name: "momentum", data: bin})
 		}, "", "/momentum in %s: dynamically linked (interpreter /lib"},
 		{"arm64 binary in an amd64 image", func(t *testing.T) string {
 			return withBinary(t, "amd64", pkgEntrypoint("/momentum"), pkgFile{name: "momentum", data: arm64})
-		}, "x86_64", "an ELF file for arm64 (EM_AARCH64), not x86_64 (EM_X86_64)"},
+		}, "x86_64", "an ELF file for arm64 (EM_AARCH64), not amd64 (EM_X86_64)"},
 		{"32-bit binary", func(t *testing.T) string {
 			return withBinary(t, "amd64", pkgEntrypoint("/momentum"), pkgFile{name: "momentum", data: i386})
-		}, "x86_64", "a 32-bit ELF file (ELFCLASS32, i386 (EM_386)), not 64-bit"},
+		}, "x86_64", "a 32-bit ELF file (ELFCLASS32, 386 (EM_386)), not 64-bit"},
 		{"--arch arm64 for an amd64 image", func(*testing.T) string { return singleDir }, "arm64",
 			"is a linux/amd64 image, not linux/arm64"},
 		{"index without the architecture", func(t *testing.T) string {
@@ -841,10 +843,12 @@ func TestPackageUsage(t *testing.T) {
 		{"lambda"},
 		{"lambda", "--image", "x"},
 		{"lambda", "-o", "x.zip"},
-		{"lambda", "--image", "x", "-o", "x.zip", "--arch", "amd64"},
+		{"lambda", "--image", "x", "-o", "x.zip", "--arch", "386"},
 		{"lambda", "--image", "x", "-o", "x.zip", "extra"},
 		{"lambda", "--image", "x", "-o", "x.zip", "--bogus"},
 		{"lambda", "--image", "x.zip", "-o", "x.zip"},
+		{"lambda", "--image", "x", "--binary", "y", "-o", "z.zip"},
+		{"lambda", "--binary", "x.zip", "-o", "x.zip"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := runPackage(context.Background(), args, &stdout, &stderr, false)
@@ -860,7 +864,7 @@ func TestPackageUsage(t *testing.T) {
 		if code != exitOK || stderr.Len() != 0 {
 			t.Errorf("%q: exit %d, stderr %q", args, code, stderr.String())
 		}
-		for _, want := range []string{"Usage: momentum package lambda --image IMAGE -o ZIP", "Examples:",
+		for _, want := range []string{"Usage: momentum package lambda (--image IMAGE | --binary FILE) -o ZIP", "Examples:",
 			"momentum package lambda --image build/image:momentum:dev -o function.zip", "--arch", "--quiet", "Exit status"} {
 			if !strings.Contains(help, want) {
 				t.Errorf("%q: the help lacks %q:\n%s", args, want, help)

@@ -23,6 +23,24 @@ import (
 // it runs up to four events per CPU at once, each with buffers of its own.
 const serveConnections = compute.DefaultConnections
 
+// serveAbout begins the help of momentum serve.
+const serveAbout = `Runs the Cloud Run service (chosen when K_SERVICE is set), an HTTP server:
+  POST /             a google.cloud.storage.object.v1.finalized CloudEvent from
+                     Eventarc: the object, if under --input, is processed and
+                     written create-only under --output at the same relative
+                     key (gs://B/incoming/run.csv -> gs://B/momentum/run.csv)
+  POST /v1/momentum  a CSV or JSON body, answered with the result
+  GET  /healthz      200 ok
+A permanent failure answers 200 and leaves a JSON report beside the output;
+one worth retrying answers 503, so Eventarc redelivers the event.
+
+Logs are JSON lines on stderr, in the shape Cloud Logging reads. Exit
+status: 0 stopped by SIGTERM or interrupt after the requests in flight
+finished or their grace ran out, 2 bad configuration, 1 cannot listen or
+the server failed.
+
+`
+
 // serveEnvironment ends the help of momentum serve.
 const serveEnvironment = `
 Environment:
@@ -36,7 +54,7 @@ Environment:
 // runServe runs the Cloud Run service until ctx is done.
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	log := cloudLogger(stderr, getenv)
-	c, err := parseEventConfig("serve", "gs", serveConnections, serveEnvironment, args, getenv, stdout)
+	c, err := parseEventConfig("serve", "gs", serveConnections, serveAbout, serveEnvironment, args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
