@@ -24,7 +24,7 @@ func TestDemo(t *testing.T) {
 	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
 		t.Skip("the image is built for linux/amd64 and linux/arm64")
 	}
-	rieBinary(t) // skips without the emulator
+	rieBinary(t) // built now, before the slow steps
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)

@@ -51,21 +51,25 @@ func TestMain(m *testing.M) {
 
 // buildBinary builds the command in the current directory into dir.
 func buildBinary(dir string) (string, error) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
 	name := "momentum"
 	if runtime.GOOS == "windows" {
 		name += ".exe"
 	}
 	path := filepath.Join(dir, name)
-	cmd := exec.Command(goTool, "build", "-trimpath", "-tags", buildTags, "-o", path, ".")
+	cmd := exec.Command(goTool(), "build", "-trimpath", "-tags", buildTags, "-o", path, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("%v\n%s", err, out)
 	}
 	return path, nil
+}
+
+// goTool is the go command of the toolchain running the tests.
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
 
 // result is what one run of the binary did.

@@ -35,28 +35,36 @@ import (
 // (aws-lambda-rie), against an S3 server on loopback. They invoke it with
 // the S3 event notifications that uploads made with the real SDK produce.
 
-// rieBinary finds the emulator: $MOMENTUM_TEST_RIE, then PATH, then
-// GOPATH/bin. Without it the tests skip, unless MOMENTUM_TEST_RIE names it
-// (as CI does), when its absence fails them.
+// rieTool is AWS's runtime interface emulator, pinned by the tool
+// directive in go.mod.
+const rieTool = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"
+
+var rie struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// rieBinary builds the emulator from the module cache, once per test
+// binary, into the directory of the momentum binary; go's build cache makes
+// the next run's build a link. Nothing is installed and nothing skips: a
+// failed build fails the test.
 func rieBinary(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("MOMENTUM_TEST_RIE"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("MOMENTUM_TEST_RIE=%s: %v", p, err)
+	rie.once.Do(func() {
+		path := filepath.Join(filepath.Dir(bin), "aws-lambda-rie")
+		cmd := exec.Command(goTool(), "build", "-o", path, rieTool)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			rie.err = fmt.Errorf("building %s: %v\n%s", rieTool, err, out)
+			return
 		}
-		return p
+		rie.path = path
+	})
+	if rie.err != nil {
+		t.Fatal(rie.err)
 	}
-	if p, err := exec.LookPath("aws-lambda-rie"); err == nil {
-		return p
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "aws-lambda-rie")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Skip("aws-lambda-rie not installed: go install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d")
-	return ""
+	return rie.path
 }
 
 // s3Faults makes the S3 server misbehave for chosen keys.
