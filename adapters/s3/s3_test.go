@@ -357,7 +357,7 @@ func kindOf(err error) error {
 
 func TestConformance(t *testing.T) {
 	srv := newServer(t, false)
-	storetest.Run(t, srv.store(), storetest.Options{LargeSize: 200 << 20, Versioned: true})
+	storetest.Run(t, srv.store(), storetest.Options{Versioned: true})
 	srv.assertNoUploads(t)
 }
 
