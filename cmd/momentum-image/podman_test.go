@@ -97,6 +97,9 @@ func podman(t *testing.T) func(stdin []byte, args ...string) (stdout string, err
 }
 
 func TestPodmanRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the two-platform image")
+	}
 	hostArch(t)
 	podmanRun := podman(t)
 	dir, _ := twoPlatformLayout(t)

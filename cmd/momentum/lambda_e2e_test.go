@@ -638,6 +638,9 @@ func TestLambdaUnderEmulatorSkipMode(t *testing.T) {
 // function's timeout is abandoned before the deadline, its multipart
 // upload aborted, and the invocation fails so that Lambda retries it.
 func TestLambdaUnderEmulatorDeadline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a 4 s function timeout")
+	}
 	s := startLambdaS3(t)
 	f := startFunction(t, s, "AWS_LAMBDA_FUNCTION_TIMEOUT=4")
 	var big bytes.Buffer
