@@ -510,6 +510,7 @@ func TestComposeWithoutPartCopy(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // a server each
 			srv := newServer(t, tc.bare)
 			if tc.answer != nil {
 				srv.setFault(func(w http.ResponseWriter, r *http.Request, op string, n int, next http.Handler) bool {
