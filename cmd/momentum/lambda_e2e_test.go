@@ -37,7 +37,7 @@ import (
 
 // rieTool is AWS's runtime interface emulator, pinned by the tool
 // directive in go.mod.
-const rieTool = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"
+const rieTool = "aws-lambda-rie"
 
 var rie struct {
 	once sync.Once
@@ -45,21 +45,22 @@ var rie struct {
 	err  error
 }
 
-// rieBinary builds the emulator from the module cache, once per test
-// binary, into the directory of the momentum binary; go's build cache makes
-// the next run's build a link. Nothing is installed and nothing skips: a
-// failed build fails the test.
+// rieBinary is the emulator's executable, built from the module cache by
+// "go tool -n", once per test binary. go keeps the executable in its build
+// cache, so a later run finds it built. Nothing is installed and nothing
+// skips: a failed build fails the test.
 func rieBinary(t *testing.T) string {
 	t.Helper()
 	rie.once.Do(func() {
-		path := filepath.Join(filepath.Dir(bin), "aws-lambda-rie")
-		cmd := exec.Command(goTool(), "build", "-o", path, rieTool)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			rie.err = fmt.Errorf("building %s: %v\n%s", rieTool, err, out)
+		cmd := exec.Command(goTool(), "tool", "-n", rieTool)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			rie.err = fmt.Errorf("go tool -n %s: %v\n%s", rieTool, err, stderr.String())
 			return
 		}
-		rie.path = path
+		rie.path = strings.TrimSpace(string(out))
 	})
 	if rie.err != nil {
 		t.Fatal(rie.err)
