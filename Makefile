@@ -16,10 +16,13 @@
 ARCH ?= amd64
 GOARCH := $(patsubst x86_64,amd64,$(ARCH))
 GO ?= go
+# The tags of every build and test (README, .ci/run, Dockerfile): one
+# dependency set to compile.
+TAGS = disable_grpc_modules,lambda.norpc
 GOBUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -buildvcs=false \
-	-tags disable_grpc_modules,lambda.norpc -ldflags='-s -w'
+	-tags $(TAGS) -ldflags='-s -w'
 # MOMENTUM zips bootstrap; any momentum binary for this machine will do.
-MOMENTUM ?= $(GO) run -tags disable_grpc_modules,lambda.norpc ./cmd/momentum
+MOMENTUM ?= $(GO) run -tags $(TAGS) ./cmd/momentum
 # OUT is where lambda-zip writes bootstrap and the zip.
 OUT ?= build/lambda
 
@@ -50,11 +53,9 @@ lambda-zip:
 # a Cloud Storage emulator; the same binary packaged for Lambda and run
 # under AWS's runtime interface emulator against an S3 emulator; the same
 # output from both.
-RIE = github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d
+# The tests build the emulator pinned in go.mod (tool directive) themselves.
 demo:
-	GOBIN=$$($(GO) env GOPATH)/bin $(GO) install $(RIE)
-	MOMENTUM_TEST_RIE=$$($(GO) env GOPATH)/bin/aws-lambda-rie \
-	  $(GO) test -tags disable_grpc_modules,lambda.norpc -count=1 -run '^TestDemo$$' -v ./cmd/momentum
+	$(GO) test -tags $(TAGS) -count=1 -run '^TestDemo$$' -v ./cmd/momentum
 
 clean:
 	rm -rf build .aws-sam

@@ -232,7 +232,11 @@ func TestShardsReportTheFirstError(t *testing.T) {
 			return append(in[:i:i], append([]byte(`x"y`), in[i:]...)...)
 		},
 	}
-	for trial := range 90 {
+	trials := 90
+	if testing.Short() {
+		trials = 30 // every searchBehind still, by trial%3
+	}
+	for trial := range trials {
 		r := rand.New(rand.NewPCG(uint64(trial), 7))
 		large := 1000 + r.IntN(2000)
 		o := Options{Workers: 1 + r.IntN(2), MaxRecordBytes: large + 200, Quotes: QuoteMode(r.IntN(2))}
@@ -278,6 +282,9 @@ func TestShardsReportTheFirstError(t *testing.T) {
 func TestFindBoundary(t *testing.T) {
 	restoreSearchBehind(t)
 	for trial := range 24 {
+		if testing.Short() && trial%5 != 0 {
+			continue // 0, 5, 10, 15, 20: each quote mode, OnError and searchBehind
+		}
 		r := rand.New(rand.NewPCG(uint64(trial), 3))
 		large := 500 + r.IntN(1000)
 		o := Options{MaxRecordBytes: large + 100, Quotes: QuoteMode(trial % 2)}

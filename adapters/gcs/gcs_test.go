@@ -210,7 +210,7 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		storetest.Run(t, s, storetest.Options{Versioned: true, LargeSize: 200 << 20})
+		storetest.Run(t, s, storetest.Options{Versioned: true})
 		e.assertNoTemps(t)
 	})
 	t.Run("Unversioned", func(t *testing.T) {

@@ -357,7 +357,7 @@ func kindOf(err error) error {
 
 func TestConformance(t *testing.T) {
 	srv := newServer(t, false)
-	storetest.Run(t, srv.store(), storetest.Options{LargeSize: 200 << 20, Versioned: true})
+	storetest.Run(t, srv.store(), storetest.Options{Versioned: true})
 	srv.assertNoUploads(t)
 }
 
@@ -510,6 +510,7 @@ func TestComposeWithoutPartCopy(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // a server each
 			srv := newServer(t, tc.bare)
 			if tc.answer != nil {
 				srv.setFault(func(w http.ResponseWriter, r *http.Request, op string, n int, next http.Handler) bool {

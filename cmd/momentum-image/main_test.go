@@ -73,9 +73,13 @@ func TestMain(m *testing.M) {
 
 // twoPlatformLayout returns the directory of an OCI layout of the image for
 // linux/amd64 and linux/arm64 tagged momentum:dev, and what momentum-image
-// printed when it wrote it.
+// printed when it wrote it. go test -short skips the tests that need it:
+// building momentum for two platforms takes minutes on a cold cache.
 func twoPlatformLayout(t *testing.T) (dir, stdout string) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds momentum for linux/amd64 and linux/arm64")
+	}
 	shared.once.Do(func() {
 		if shared.dir, shared.err = os.MkdirTemp("", "momentum-image-test-"); shared.err != nil {
 			return

@@ -53,23 +53,31 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildBinary builds the command in the current directory into dir.
+// buildBinary builds the command in the current directory into dir, as
+// the README's go run builds it (same tags, no -trimpath, cgo as the
+// environment has it), so that it links packages already compiled for the
+// tests and for a first go run. The shipped static build (-trimpath,
+// CGO_ENABLED=0) is the image's, which TestDemo and cmd/momentum-image
+// test.
 func buildBinary(dir string) (string, error) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
 	name := "momentum"
 	if runtime.GOOS == "windows" {
 		name += ".exe"
 	}
 	path := filepath.Join(dir, name)
-	cmd := exec.Command(goTool, "build", "-trimpath", "-tags", buildTags, "-o", path, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd := exec.Command(goTool(), "build", "-tags", buildTags, "-o", path, ".")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("%v\n%s", err, out)
 	}
 	return path, nil
+}
+
+// goTool is the go command of the toolchain running the tests.
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
 
 // result is what one run of the binary did.

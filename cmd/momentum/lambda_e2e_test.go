@@ -37,28 +37,37 @@ import (
 // (aws-lambda-rie), against an S3 server on loopback. They invoke it with
 // the S3 event notifications that uploads made with the real SDK produce.
 
-// rieBinary finds the emulator: $MOMENTUM_TEST_RIE, then PATH, then
-// GOPATH/bin. Without it the tests skip, unless MOMENTUM_TEST_RIE names it
-// (as CI does), when its absence fails them.
+// rieTool is AWS's runtime interface emulator, pinned by the tool
+// directive in go.mod.
+const rieTool = "aws-lambda-rie"
+
+var rie struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// rieBinary is the emulator's executable, built from the module cache by
+// "go tool -n", once per test binary. go keeps the executable in its build
+// cache, so a later run finds it built. Nothing is installed and nothing
+// skips: a failed build fails the test.
 func rieBinary(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("MOMENTUM_TEST_RIE"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("MOMENTUM_TEST_RIE=%s: %v", p, err)
+	rie.once.Do(func() {
+		cmd := exec.Command(goTool(), "tool", "-n", rieTool)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			rie.err = fmt.Errorf("go tool -n %s: %v\n%s", rieTool, err, stderr.String())
+			return
 		}
-		return p
+		rie.path = strings.TrimSpace(string(out))
+	})
+	if rie.err != nil {
+		t.Fatal(rie.err)
 	}
-	if p, err := exec.LookPath("aws-lambda-rie"); err == nil {
-		return p
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "aws-lambda-rie")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Skip("aws-lambda-rie not installed: go install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d")
-	return ""
+	return rie.path
 }
 
 // s3Faults makes the S3 server misbehave for chosen keys.
@@ -660,6 +669,9 @@ func TestLambdaUnderEmulatorSkipMode(t *testing.T) {
 // function's timeout is abandoned before the deadline, its multipart
 // upload aborted, and the invocation fails so that Lambda retries it.
 func TestLambdaUnderEmulatorDeadline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a 4 s function timeout")
+	}
 	s := startLambdaS3(t)
 	f := startFunction(t, s, "AWS_LAMBDA_FUNCTION_TIMEOUT=4")
 	var big bytes.Buffer

@@ -68,6 +68,9 @@ func (g *inputGets) observe(r *http.Request) link.Fault {
 // ranges are reset or refused on the way, and an input replaced while
 // its ranges are in flight fails the run and leaves no output.
 func TestCloudReadAhead(t *testing.T) {
+	if testing.Short() {
+		t.Skip("read-ahead through slow links; adapters/s3 and adapters/gcs run it with -short too")
+	}
 	c := startClouds(t)
 	const size = 3*compute.DefaultRangeSize + 1<<20
 	var in, want bytes.Buffer

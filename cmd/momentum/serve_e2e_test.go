@@ -601,6 +601,9 @@ func TestCloudRunServiceSlowClients(t *testing.T) {
 // most 1 s for their handlers; these cases take just over 6 s, which
 // leaves the 8 s bound close to 2 s for a loaded machine.
 func TestCloudRunServiceSIGTERMBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out shutdown budgets; TestCloudRunServiceSIGTERM stays")
+	}
 	const bound = 8 * time.Second
 	stop := func(t *testing.T, s *service) {
 		t.Helper()

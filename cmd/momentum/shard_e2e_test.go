@@ -77,6 +77,9 @@ func startTasks(t *testing.T, n int, env func(i int) []string, args ...string) [
 // order, and the merged object, are byte for byte the single run's
 // output.
 func TestShardedJob(t *testing.T) {
+	if testing.Short() {
+		t.Skip("24 MiB through four engines; TestShardedJobLocal shards in the quick loop")
+	}
 	c := startClouds(t)
 	in := shardInput(24 << 20)
 	local := filepath.Join(t.TempDir(), "in.csv")
