@@ -256,9 +256,14 @@ func (w *ParallelWriter) startPart() error {
 	w.mu.Unlock()
 	return w.launch(name, func() error {
 		attrs, err := w.s.upload(w.upCtx, w.s.temp(name), buf, content{}, map[string]string{"momentum-target": w.key})
+		if err != nil {
+			// Recorded before the buffer is given back, so that a Write
+			// waiting for it fails.
+			err = w.record(w.s.fail(fmt.Sprintf("write part %d of", n), w.key, err, false))
+		}
 		w.free <- buf[:0]
 		if err != nil {
-			return w.s.fail(fmt.Sprintf("write part %d of", n), w.key, err, false)
+			return err
 		}
 		w.mu.Lock()
 		w.parts[n-1].gen = attrs.Generation
@@ -289,12 +294,13 @@ func (w *ParallelWriter) launch(name string, f func() error) error {
 	w.mu.Unlock()
 	go func() {
 		err := f()
-		<-w.slots
 		if err != nil {
-			// Recorded before Done, so that Close, once its Wait returns,
-			// sees the failure.
+			// Recorded before the slot is given back, so that a Write
+			// waiting for it fails, and before Done, so that Close, once
+			// its Wait returns, sees the failure.
 			err = w.record(err)
 		}
+		<-w.slots
 		w.requests.Done()
 		if err != nil {
 			w.fail(err)

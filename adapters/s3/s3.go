@@ -531,12 +531,16 @@ func (w *Writer) uploadPart(id string, n int32, buf []byte) {
 		ContentLength:     aws.Int64(int64(len(buf))),
 		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
 	})
+	if err != nil {
+		// Recorded before the buffer and the slot are given back, so that
+		// a Write waiting for them fails, and before Done, so that Close,
+		// once its Wait returns, sees the failure rather than completing
+		// without this part.
+		err = w.record(w.s.wrap(fmt.Sprintf("write part %d of", n), w.key, err, compute.ErrExists))
+	}
 	w.free <- buf[:0]
 	<-w.slots
 	if err != nil {
-		// Recorded before Done, so that Close, once its Wait returns,
-		// sees the failure rather than completing without this part.
-		err = w.record(w.s.wrap(fmt.Sprintf("write part %d of", n), w.key, err, compute.ErrExists))
 		w.uploads.Done()
 		w.fail(err)
 		return
