@@ -6,7 +6,7 @@
 #   make lambda-zip [ARCH=arm64]          build/lambda/function-$(GOARCH).zip
 #   sam build                             runs build-MomentumFunction (template.yaml)
 #   LAMBDA_ZIP=/abs/path.zip sam build    deploys that zip's bootstrap instead
-#   make demo                             the whole demo on this machine (README)
+#   make demo                             the whole demo on this machine (docs/demo.md)
 #
 # sam build runs make in a copy of the repository, so give LAMBDA_ZIP as an
 # absolute path. ARCH is amd64 or arm64 as Go names them, or x86_64 as
@@ -16,7 +16,7 @@
 ARCH ?= amd64
 GOARCH := $(patsubst x86_64,amd64,$(ARCH))
 GO ?= go
-# The tags of every build and test (README, .ci/run, Dockerfile): one
+# The tags of every build and test (README, docs/, .ci/run, Dockerfile): one
 # dependency set to compile.
 TAGS = disable_grpc_modules,lambda.norpc
 GOBUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -buildvcs=false \

@@ -440,8 +440,8 @@ func TestPut(t *testing.T) {
 	}
 }
 
-// TestExampleEvent runs s3-put.json, the event that the README's local
-// invocation and sam local invoke send after replacing BUCKET, on the
+// TestExampleEvent runs s3-put.json, the event that the local invocation
+// in docs/lambda.md and sam local invoke send after replacing BUCKET, on the
 // object it names.
 func TestExampleEvent(t *testing.T) {
 	e := newLambdaEnv(t, compute.Options{})

@@ -2,7 +2,7 @@
 // the CSV file of compute.Reject records (line, column, reason, record),
 // with gocsv: its records are typed, and bad rows are few, so the
 // reflection gocsv costs is not felt, where it would be on the kernel's
-// own rows (see the README, "Where gocsv is used, and why").
+// own rows (see docs/development.md, "Where gocsv is used, and why").
 //
 // It is a package of its own, not part of adapters/local, because the
 // rejects file goes to every store alike (a file, stdout, S3, Cloud

@@ -66,9 +66,9 @@ func startClouds(t testing.TB) *clouds {
 	return startCloudsWith(t, storetest.S3PartCopy(gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server()))
 }
 
-// startPlainClouds starts the two emulators with gofakes3 as the README
-// runs it (gofakes3 -backend memory -autobucket -quiet), and nothing in
-// front of it: no UploadPartCopy.
+// startPlainClouds starts the two emulators with gofakes3 as
+// docs/cloud-storage.md runs it (gofakes3 -backend memory -autobucket
+// -quiet), and nothing in front of it: no UploadPartCopy.
 func startPlainClouds(t *testing.T) *clouds {
 	t.Helper()
 	fake := gofakes3.New(s3mem.New(), gofakes3.WithAutoBucket(true), gofakes3.WithLogger(gofakes3.DiscardLog()))

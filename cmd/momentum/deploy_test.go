@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -17,17 +18,30 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// readmeBlock returns the README's fenced block of the given language
-// that contains marker.
-func readmeBlock(t *testing.T, lang, marker string) string {
+// docFiles are the README and the guides in docs/, relative to this
+// package: the files whose examples the tests check.
+func docFiles(t *testing.T) []string {
 	t.Helper()
-	readme := string(readFile(t, "../../README.md"))
-	for _, m := range regexp.MustCompile("(?s)```"+lang+"\n(.*?)```").FindAllStringSubmatch(readme, -1) {
-		if strings.Contains(m[1], marker) {
-			return m[1]
+	guides, err := filepath.Glob("../../docs/*.md")
+	if err != nil || len(guides) == 0 {
+		t.Fatalf("no guides in docs/: %v", err)
+	}
+	return append([]string{"../../README.md"}, guides...)
+}
+
+// docBlock returns the fenced block of the given language that contains
+// marker, from the README or whichever guide in docs/ holds it.
+func docBlock(t *testing.T, lang, marker string) string {
+	t.Helper()
+	for _, name := range docFiles(t) {
+		doc := string(readFile(t, name))
+		for _, m := range regexp.MustCompile("(?s)```"+lang+"\n(.*?)```").FindAllStringSubmatch(doc, -1) {
+			if strings.Contains(m[1], marker) {
+				return m[1]
+			}
 		}
 	}
-	t.Fatalf("README.md has no %s block with %q", lang, marker)
+	t.Fatalf("no %s block with %q in README.md or docs/*.md", lang, marker)
 	return ""
 }
 
@@ -36,13 +50,13 @@ func envOf(kv map[string]string) func(string) string {
 	return func(k string) string { return kv[k] }
 }
 
-// TestDeployExamples checks the README's array job examples: each is
+// TestDeployExamples checks the array job examples of docs/scale-out.md: each is
 // valid for its engine, and the job's own configuration code accepts
 // what each task would see, with the shard the engine would give it.
 func TestDeployExamples(t *testing.T) {
 	t.Run("KubernetesIndexedJob", func(t *testing.T) {
 		var job batchv1.Job
-		if err := yaml.UnmarshalStrict([]byte(readmeBlock(t, "yaml", "completionMode: Indexed")), &job); err != nil {
+		if err := yaml.UnmarshalStrict([]byte(docBlock(t, "yaml", "completionMode: Indexed")), &job); err != nil {
 			t.Fatalf("not a valid batch/v1 Job: %v", err)
 		}
 		if job.APIVersion != "batch/v1" || job.Kind != "Job" {
@@ -84,7 +98,7 @@ func TestDeployExamples(t *testing.T) {
 	})
 
 	t.Run("AWSBatchJobDefinition", func(t *testing.T) {
-		dec := json.NewDecoder(strings.NewReader(readmeBlock(t, "json", `"jobDefinitionName"`)))
+		dec := json.NewDecoder(strings.NewReader(docBlock(t, "json", `"jobDefinitionName"`)))
 		dec.DisallowUnknownFields()
 		var def batch.RegisterJobDefinitionInput
 		if err := dec.Decode(&def); err != nil {
@@ -128,7 +142,7 @@ func TestDeployExamples(t *testing.T) {
 	})
 
 	t.Run("CloudRunJob", func(t *testing.T) {
-		block := readmeBlock(t, "sh", "--tasks")
+		block := docBlock(t, "sh", "--tasks")
 		cmd := strings.ReplaceAll(block, "\\\n", " ")
 		create := regexp.MustCompile(`gcloud run jobs create (\S+) .*`).FindString(cmd)
 		tasks := regexp.MustCompile(`--tasks (\d+)`).FindStringSubmatch(create)
@@ -152,18 +166,18 @@ func TestDeployExamples(t *testing.T) {
 	})
 }
 
-// readmeRecipe returns the locations the README's array job example for
+// docRecipe returns the locations the array job example (docs/scale-out.md) for
 // engine ("CloudRun", "Kubernetes" or "AWSBatch") uses: its input, its
 // output folder, and the object its parts are merged into. The Cloud
 // Run example has the merge step; for the others, which leave it out,
 // it is the same step for their folder. $IN and $OUT become the buckets
 // "in" and "out".
-func readmeRecipe(t *testing.T, engine string) (input, folder, into string) {
+func docRecipe(t *testing.T, engine string) (input, folder, into string) {
 	t.Helper()
 	env := map[string]string{}
 	switch engine {
 	case "CloudRun":
-		block := os.Expand(readmeBlock(t, "sh", "--tasks"), func(v string) string { return strings.ToLower(v) })
+		block := os.Expand(docBlock(t, "sh", "--tasks"), func(v string) string { return strings.ToLower(v) })
 		vars := regexp.MustCompile(`--set-env-vars (\S+)`).FindStringSubmatch(block)
 		merge := regexp.MustCompile(`momentum merge --into (\S+) (\S+)`).FindStringSubmatch(block)
 		if vars == nil || merge == nil {
@@ -179,7 +193,7 @@ func readmeRecipe(t *testing.T, engine string) (input, folder, into string) {
 		return env["MOMENTUM_INPUT"], env["MOMENTUM_OUTPUT"], merge[1]
 	case "Kubernetes":
 		var job batchv1.Job
-		if err := yaml.Unmarshal([]byte(readmeBlock(t, "yaml", "completionMode: Indexed")), &job); err != nil {
+		if err := yaml.Unmarshal([]byte(docBlock(t, "yaml", "completionMode: Indexed")), &job); err != nil {
 			t.Fatal(err)
 		}
 		for _, e := range job.Spec.Template.Spec.Containers[0].Env {
@@ -187,14 +201,14 @@ func readmeRecipe(t *testing.T, engine string) (input, folder, into string) {
 		}
 	case "AWSBatch":
 		var def batch.RegisterJobDefinitionInput
-		if err := json.Unmarshal([]byte(readmeBlock(t, "json", `"jobDefinitionName"`)), &def); err != nil {
+		if err := json.Unmarshal([]byte(docBlock(t, "json", `"jobDefinitionName"`)), &def); err != nil {
 			t.Fatal(err)
 		}
 		for _, kv := range def.ContainerProperties.Environment {
 			env[*kv.Name] = *kv.Value
 		}
 	default:
-		t.Fatalf("no README example for %s", engine)
+		t.Fatalf("no example for %s in docs/scale-out.md", engine)
 	}
 	folder = env["MOMENTUM_OUTPUT"]
 	return env["MOMENTUM_INPUT"], folder, strings.TrimSuffix(folder, "/") + ".csv"

@@ -54,7 +54,7 @@ func TestMain(m *testing.M) {
 }
 
 // buildBinary builds the command in the current directory into dir, as
-// the README's go run builds it (same tags, no -trimpath, cgo as the
+// the README's go run line builds it (same tags, no -trimpath, cgo as the
 // environment has it), so that it links packages already compiled for the
 // tests and for a first go run. The shipped static build (-trimpath,
 // CGO_ENABLED=0) is the image's, which TestDemo and cmd/momentum-image

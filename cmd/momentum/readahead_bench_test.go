@@ -45,7 +45,7 @@ import (
 // seconds, and the time less the commit over the bound (÷bound−c).
 //
 // The object is MOMENTUM_BENCH_BYTES of CSV, 32 MiB by default, so that a
-// run takes seconds; the figures in the README are for 256 MiB:
+// run takes seconds; the figures in docs/cloud-storage.md are for 256 MiB:
 //
 //	MOMENTUM_BENCH_BYTES=268435456 go test -tags disable_grpc_modules,lambda.norpc \
 //	  -run '^$' -bench CloudPaths -benchtime 1x ./cmd/momentum

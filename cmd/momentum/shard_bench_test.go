@@ -16,7 +16,7 @@ import (
 
 // BenchmarkShardedJob times an array job of N tasks, N processes of the
 // binary on one machine, over one local file of MOMENTUM_BENCH_BYTES
-// (default 256 MiB; the figures in the README are for 2 GiB), shaped like
+// (default 256 MiB; the figures in docs/scale-out.md are for 2 GiB), shaped like
 // the shared benchmark's data. MOMENTUM_BENCH_WORKERS sets --workers per
 // task. The slowest task's time ("task-s") is what an engine with a
 // machine per task would wait for.

@@ -71,9 +71,9 @@ func startTasks(t *testing.T, n int, env func(i int) []string, args ...string) [
 // TestShardedJob runs one input as the tasks of a Cloud Run job, a
 // Kubernetes indexed job and an AWS Batch array job, each task a process
 // of the binary with the variables its engine sets and the locations the
-// README's example for it uses (input and output in different buckets),
-// against the Cloud Storage and S3 emulators; then merges as the README
-// does, into the output bucket under the input's name. The parts in
+// example for it in docs/scale-out.md uses (input and output in different
+// buckets), against the Cloud Storage and S3 emulators; then merges as
+// that guide does, into the output bucket under the input's name. The parts in
 // order, and the merged object, are byte for byte the single run's
 // output.
 func TestShardedJob(t *testing.T) {
@@ -126,7 +126,7 @@ func TestShardedJob(t *testing.T) {
 		args                      []string
 	}
 	readme := func(name string, n int, vars func(i int) []string, args ...string) engine {
-		input, folder, into := readmeRecipe(t, name)
+		input, folder, into := docRecipe(t, name)
 		env := func(i int) []string {
 			return c.env(append(vars(i), "MOMENTUM_INPUT="+input, "MOMENTUM_OUTPUT="+folder)...)
 		}
@@ -266,7 +266,7 @@ func (c *clouds) del(t *testing.T, loc string) {
 	}
 }
 
-// TestShardedJobLocal runs the README's local example as written, in a
+// TestShardedJobLocal runs the local example of docs/scale-out.md as written, in a
 // folder holding big.csv: two tasks, then merge into one file, which is
 // the single run's output. Then two attempts of a task at once, and
 // merge's refusals.
@@ -279,7 +279,7 @@ func TestShardedJobLocal(t *testing.T) {
 	want := momentum(t, nil, in).stdout
 	var background []*exec.Cmd
 	var outputs []*bytes.Buffer
-	for _, line := range strings.Split(readmeBlock(t, "sh", "momentum job --shard 0/2"), "\n") {
+	for _, line := range strings.Split(docBlock(t, "sh", "momentum job --shard 0/2"), "\n") {
 		args := strings.Fields(line)
 		switch {
 		case len(args) == 0:
@@ -305,7 +305,7 @@ func TestShardedJobLocal(t *testing.T) {
 				t.Fatalf("%q: %+v", line, r)
 			}
 		default:
-			t.Fatalf("README line %q: not a momentum command", line)
+			t.Fatalf("docs/scale-out.md line %q: not a momentum command", line)
 		}
 	}
 	if got := string(readFile(t, filepath.Join(dir, "big.momentum.csv"))); got != want {
@@ -493,8 +493,8 @@ func TestMergeChecksRejects(t *testing.T) {
 	}
 }
 
-// TestMergePlainGofakes3 merges on the S3 emulator exactly as the README
-// runs it, which answers UploadPartCopy 411 MissingContentLength: merge
+// TestMergePlainGofakes3 merges on the S3 emulator exactly as
+// docs/cloud-storage.md runs it, which answers UploadPartCopy 411 MissingContentLength: merge
 // streams the parts into the joined object instead, and it is byte for
 // byte the single run's output. The parts are large enough (over S3's
 // 5 MiB minimum) that merge tries the copy first.

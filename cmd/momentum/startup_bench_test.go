@@ -11,7 +11,7 @@ import (
 // as the image's: a Go hello world, the SDK floor (testdata/sdkfloor: the
 // cloud SDKs momentum links, and nothing else) and momentum --version. The
 // gap between the floor and momentum is what momentum adds to every cold
-// start; README, "Start-up and binary size", has the figures from hyperfine.
+// start; docs/performance.md, "Start-up and binary size", has the figures from hyperfine.
 //
 //	go test -tags disable_grpc_modules,lambda.norpc -run '^$' -bench Startup ./cmd/momentum
 func BenchmarkStartup(b *testing.B) {

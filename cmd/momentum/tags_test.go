@@ -8,18 +8,20 @@ import (
 	"testing"
 )
 
-// TestOneSetOfTags checks that the README's commands, CI, the Dockerfile
-// and the Makefile build with the tags the tests build with, so that the
-// first go run and the tests compile one set of dependencies.
+// TestOneSetOfTags checks that the commands of the README and the guides
+// in docs/, CI, the Dockerfile and the Makefile build with the tags the
+// tests build with, so that the first go run and the tests compile one
+// set of dependencies.
 func TestOneSetOfTags(t *testing.T) {
 	tags := regexp.MustCompile(`(?:-tags[ =]"?|\btags=|\bTAGS ?= ?)([A-Za-z0-9_.,$()"]+)`)
-	for _, name := range []string{"README.md", ".ci/run", "Dockerfile", "Makefile"} {
-		b, err := os.ReadFile(filepath.Join("..", "..", name))
+	names := []string{"../../.ci/run", "../../Dockerfile", "../../Makefile"}
+	for _, name := range append(names, docFiles(t)...) {
+		b, err := os.ReadFile(name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		found := tags.FindAllSubmatch(b, -1)
-		if len(found) == 0 {
+		if len(found) == 0 && !strings.Contains(name, "/docs/") { // a guide may build nothing
 			t.Errorf("%s names no build tags", name)
 		}
 		for _, m := range found {
@@ -33,5 +35,8 @@ func TestOneSetOfTags(t *testing.T) {
 	readme, _ := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if !regexp.MustCompile(`(?m)^go run -tags ` + regexp.QuoteMeta(buildTags) + ` \./cmd/momentum `).Match(readme) {
 		t.Errorf("README.md: no go run -tags %s ./cmd/momentum line", buildTags)
+	}
+	if !regexp.MustCompile(`(?m)^go test -tags ` + regexp.QuoteMeta(buildTags) + ` -short \./\.\.\. `).Match(readme) {
+		t.Errorf("README.md: no go test -tags %s -short ./... line (the quick loop)", buildTags)
 	}
 }

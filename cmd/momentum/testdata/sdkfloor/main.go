@@ -1,5 +1,5 @@
 // Command sdkfloor links the cloud SDKs momentum links, and does nothing: its
-// start-up is the floor momentum's start-up is measured against (README,
+// start-up is the floor momentum's start-up is measured against (docs/performance.md,
 // "Start-up and binary size"). Built by BenchmarkStartup.
 package main
 
