@@ -578,14 +578,26 @@ func Join(ctx context.Context, s Store, prefix string, res MergeResult, into, re
 // ComposeByCopy is Compose for stores that cannot concatenate objects
 // themselves: it streams the sources, in order, into one new object.
 func ComposeByCopy(ctx context.Context, s Store, dst string, srcs []string, opts WriteOptions) error {
+	return CopyInto(ctx, s, dst, opts, s, srcs, nil)
+}
+
+// CopyInto streams the sources of from, in order, into the new object dst
+// of to; srcOpts, if not nil, gives the options of each source's read (a
+// version pin). A failed read or write cancels the writer, so nothing is
+// left behind.
+func CopyInto(ctx context.Context, to Store, dst string, opts WriteOptions, from Store, srcs []string, srcOpts []ReadOptions) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := s.NewWriter(wctx, dst, opts)
+	w, err := to.NewWriter(wctx, dst, opts)
 	if err != nil {
 		return err
 	}
-	for _, src := range srcs {
-		r, _, err := s.NewReader(ctx, src, ReadOptions{})
+	for i, src := range srcs {
+		var ro ReadOptions
+		if srcOpts != nil {
+			ro = srcOpts[i]
+		}
+		r, _, err := from.NewReader(ctx, src, ro)
 		if err == nil {
 			_, err = io.Copy(w, r)
 			r.Close()

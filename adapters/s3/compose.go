@@ -114,25 +114,11 @@ func (s *Store) stream(ctx context.Context, dst string, srcs []string, infos []c
 		ws = NewFromClient(s.client, s.bucket, WithPartSize(int(min(need, MaxPartSize))), WithUploadConcurrency(s.concurrency))
 		ws.maxParts, ws.growAfter, ws.growEvery = s.maxParts, s.growAfter, s.growEvery
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w, err := ws.NewWriter(wctx, dst, opts)
-	if err != nil {
-		return err
+	pins := make([]compute.ReadOptions, len(srcs))
+	for i := range srcs {
+		pins[i].ETag = infos[i].ETag
 	}
-	for i, src := range srcs {
-		r, _, err := s.NewReader(ctx, src, compute.ReadOptions{ETag: infos[i].ETag})
-		if err == nil {
-			_, err = io.Copy(w, r)
-			r.Close()
-		}
-		if err != nil {
-			cancel()
-			w.Close()
-			return err
-		}
-	}
-	return w.Close()
+	return compute.CopyInto(ctx, ws, dst, opts, s, srcs, pins)
 }
 
 // errNoPartCopy marks a server's answer that it cannot copy a part.
