@@ -295,13 +295,9 @@ func (o *objectReaderAt) ReadAt(p []byte, off int64) (int, error) {
 			s.close()
 			ro := o.pin
 			ro.Offset, ro.Length = off, min(max(next, int64(len(p))), o.size-off)
-			rc, info, err := o.store.NewReader(o.ctx, o.key, ro)
+			rc, err := sameSize(o.key, o.size)(o.store.NewReader(o.ctx, o.key, ro))
 			if err != nil {
 				return total, err
-			}
-			if info.Size != o.size {
-				rc.Close()
-				return total, fmt.Errorf("compute: %s changed size while being read (%d, then %d bytes): %w", o.key, o.size, info.Size, ErrNotFound)
 			}
 			s.rc, s.pos, s.end, s.window = rc, off, off+ro.Length, next
 		}
@@ -329,15 +325,7 @@ func (o *objectReaderAt) openRange(off, end int64) (io.ReadCloser, error) {
 	}
 	ro := o.pin
 	ro.Offset, ro.Length = off, end-off
-	rc, info, err := o.ahead.NewReader(o.ctx, o.store, o.key, ro)
-	if err != nil {
-		return nil, err
-	}
-	if info.Size != o.size {
-		rc.Close()
-		return nil, fmt.Errorf("compute: %s changed size while being read (%d, then %d bytes): %w", o.key, o.size, info.Size, ErrNotFound)
-	}
-	return rc, nil
+	return sameSize(o.key, o.size)(o.ahead.NewReader(o.ctx, o.store, o.key, ro))
 }
 
 // take returns the idle stream at off, or a new one.

@@ -274,15 +274,23 @@ func (r *rangeReader) fetch(off int64, s *span, rc io.ReadCloser) {
 func (r *rangeReader) open(off, n int64) (io.ReadCloser, error) {
 	o := r.pin
 	o.Offset, o.Length = off, n
-	rc, info, err := r.store.NewReader(r.ctx, r.key, o)
-	if err != nil {
-		return nil, err
+	return sameSize(r.key, r.size)(r.store.NewReader(r.ctx, r.key, o))
+}
+
+// sameSize returns a check of an answer to a pinned ranged read: an object
+// that no longer has size bytes was replaced while being read, which fails
+// the read with ErrNotFound rather than mixing two versions.
+func sameSize(key string, size int64) func(io.ReadCloser, ObjectInfo, error) (io.ReadCloser, error) {
+	return func(rc io.ReadCloser, info ObjectInfo, err error) (io.ReadCloser, error) {
+		if err != nil {
+			return nil, err
+		}
+		if info.Size != size {
+			rc.Close()
+			return nil, fmt.Errorf("compute: read %s: the object changed while being read (%d bytes, then %d): %w", key, size, info.Size, ErrNotFound)
+		}
+		return rc, nil
 	}
-	if info.Size != r.size {
-		rc.Close()
-		return nil, fmt.Errorf("compute: read %s: the object changed while being read (%d bytes, then %d): %w", r.key, r.size, info.Size, ErrNotFound)
-	}
-	return rc, nil
 }
 
 // retryable reports whether a range that failed with err may succeed if
