@@ -475,33 +475,7 @@ func TestCloudRunService(t *testing.T) {
 func TestCloudRunServiceSIGTERM(t *testing.T) {
 	g := startGCSFake(t)
 	s := startService(t, g, "MOMENTUM_SHUTDOWN_GRACE=1s")
-	var big bytes.Buffer
-	big.WriteString("mass,velocity\n")
-	for i := 0; big.Len() < 12<<20; i++ {
-		fmt.Fprintf(&big, "%d.5,%d.25\n", i, i%1000)
-	}
-	data := g.upload(t, "incoming/slow.csv", big.Bytes())
-	g.mu.Lock()
-	g.stallAt["incoming/slow.csv"] = 10 << 20 // past the first 8 MiB chunk of the output's upload
-	g.mu.Unlock()
-
-	answered := make(chan int, 1)
-	go func() {
-		body, _ := json.Marshal(data)
-		req, _ := http.NewRequest(http.MethodPost, s.url+"/", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Ce-Specversion", "1.0")
-		req.Header.Set("Ce-Type", "google.cloud.storage.object.v1.finalized")
-		req.Header.Set("Ce-Source", "//storage.googleapis.com/projects/_/buckets/data")
-		req.Header.Set("Ce-Id", "slow-1")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			answered <- 0
-			return
-		}
-		resp.Body.Close()
-		answered <- resp.StatusCode
-	}()
+	answered := postStallingEvent(t, g, s)
 	time.Sleep(1500 * time.Millisecond) // the job is now stalled mid-read
 	start := time.Now()
 	s.cmd.Process.Signal(syscall.SIGTERM)
@@ -638,32 +612,7 @@ func TestCloudRunServiceSIGTERMBudget(t *testing.T) {
 	t.Run("event mid-upload", func(t *testing.T) {
 		g := startGCSFake(t)
 		s := startService(t, g)
-		var big bytes.Buffer
-		big.WriteString("mass,velocity\n")
-		for i := 0; big.Len() < 12<<20; i++ {
-			fmt.Fprintf(&big, "%d.5,%d.25\n", i, i%1000)
-		}
-		data := g.upload(t, "incoming/slow.csv", big.Bytes())
-		g.mu.Lock()
-		g.stallAt["incoming/slow.csv"] = 10 << 20 // past the first 8 MiB chunk of the output's upload
-		g.mu.Unlock()
-		answered := make(chan int, 1)
-		go func() {
-			body, _ := json.Marshal(data)
-			req, _ := http.NewRequest(http.MethodPost, s.url+"/", bytes.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Ce-Specversion", "1.0")
-			req.Header.Set("Ce-Type", "google.cloud.storage.object.v1.finalized")
-			req.Header.Set("Ce-Source", "//storage.googleapis.com/projects/_/buckets/data")
-			req.Header.Set("Ce-Id", "slow-1")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				answered <- 0
-				return
-			}
-			resp.Body.Close()
-			answered <- resp.StatusCode
-		}()
+		answered := postStallingEvent(t, g, s)
 		select {
 		case <-g.stalled:
 		case <-time.After(60 * time.Second):
@@ -691,4 +640,39 @@ func TestCloudRunServiceSIGTERMBudget(t *testing.T) {
 			t.Error("the service did not log the upload's abort")
 		}
 	})
+}
+
+// postStallingEvent uploads a CSV of 12 MiB whose read stalls at 10 MiB,
+// past the first 8 MiB chunk of the output's upload, and posts its
+// finalized event to the service; the channel gets the answer's status,
+// or 0 if the request failed.
+func postStallingEvent(t *testing.T, g *gcsFake, s *service) <-chan int {
+	t.Helper()
+	var big bytes.Buffer
+	big.WriteString("mass,velocity\n")
+	for i := 0; big.Len() < 12<<20; i++ {
+		fmt.Fprintf(&big, "%d.5,%d.25\n", i, i%1000)
+	}
+	data := g.upload(t, "incoming/slow.csv", big.Bytes())
+	g.mu.Lock()
+	g.stallAt["incoming/slow.csv"] = 10 << 20 // past the first 8 MiB chunk of the output's upload
+	g.mu.Unlock()
+	answered := make(chan int, 1)
+	go func() {
+		body, _ := json.Marshal(data)
+		req, _ := http.NewRequest(http.MethodPost, s.url+"/", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Ce-Specversion", "1.0")
+		req.Header.Set("Ce-Type", "google.cloud.storage.object.v1.finalized")
+		req.Header.Set("Ce-Source", "//storage.googleapis.com/projects/_/buckets/data")
+		req.Header.Set("Ce-Id", "slow-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- 0
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	return answered
 }
