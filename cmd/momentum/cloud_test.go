@@ -503,7 +503,7 @@ func watchPeakRSS(pid int) func() int64 {
 // its own, gone with its objects before the next starts.
 func TestCloudLargeObjectMemory(t *testing.T) {
 	if testing.Short() || raceEnabled {
-		t.Skip("streams a large object; .ci/run runs it without -race")
+		t.Skip("streams a large object; the whole suite runs it after, without -race")
 	}
 	// The servers' garbage (parts, copies, hashes) would otherwise let
 	// this process grow to several times what they hold.

@@ -210,7 +210,7 @@ func TestCloudCompressedFailures(t *testing.T) {
 // objects do (TestCloudLargeObjectMemory).
 func TestCloudCompressedMemory(t *testing.T) {
 	if testing.Short() || raceEnabled {
-		t.Skip("streams a large object; .ci/run runs it without -race")
+		t.Skip("streams a large object; the whole suite runs it after, without -race")
 	}
 	size := int64(64 << 20)
 	c := startClouds(t)
